@@ -1,0 +1,3 @@
+from wheelforge.cli import main
+
+raise SystemExit(main())

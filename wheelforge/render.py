@@ -1,0 +1,35 @@
+"""Output for people (rich tables on a terminal, plain aligned lines elsewhere) and
+for machines (``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(*headers, title=title)
+        for row in rows:
+            rich_table.add_row(*row)
+        Console().print(rich_table)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    if title:
+        print(title)
+    for line in (headers, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def info(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,212 @@
+"""The tag stage: a plain wheel in, a variant wheel out (and back again with untag).
+
+Every untouched member is copied as its stored compressed bytes; only
+``variant.json``, ``RECORD`` and, with per-variant requirements, ``METADATA`` are
+written anew, with timestamps from ``SOURCE_DATE_EPOCH`` (or the input's RECORD
+timestamp) so that the same input always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import atomic_path
+from wheelforge.variants.config import config_from_table, default_config
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
+from wheelforge.variants.properties import VariantProperty
+from wheelforge.wheel.archive import Member, ZipWriter, dos_datetime
+from wheelforge.wheel.record import RecordEntry, format_record, record_hash
+from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
+
+
+@dataclass(frozen=True)
+class TagRequest:
+    properties: frozenset[VariantProperty] = frozenset()
+    label: str | None = None  # None: the default hash label (or "null" without properties)
+    config: VariantMetadata = field(default_factory=default_config)
+    requires_dist: tuple[str, ...] = ()
+    schema: Schema = Schema.PROVIDERS_V0_2_0
+    verify: bool = False  # decompress every member and check RECORD hashes first
+
+
+def load_variant_config(path: Path) -> VariantMetadata:
+    """Providers and priorities from a TOML file's ``[variant]`` table (a pyproject.toml
+    or a matrix file) or its ``[tool.wheelforge.variant]`` table."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read ({err.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    table = document.get("variant")
+    if table is None:
+        table = document.get("tool", {}).get("wheelforge", {}).get("variant")
+    if table is None:
+        raise InvalidInput(f"{path}: expected a [variant] or [tool.wheelforge.variant] table")
+    return config_from_table(table, source=str(path))
+
+
+def source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"SOURCE_DATE_EPOCH={value!r}: expected a whole number of seconds")
+    return int(value)
+
+
+def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
+    """The label and the ``variant.json`` content for a tag request."""
+    props = request.properties
+    label = request.label or (default_label(props) if props else NULL_LABEL)
+    validate_label(label)
+    if props and label == NULL_LABEL:
+        raise InvalidInput("variant label 'null' is reserved for the variant without properties")
+    if not props and label != NULL_LABEL:
+        raise InvalidInput(
+            f"variant label {label!r} needs at least one property (-p); use --null for the "
+            "null variant"
+        )
+    config = request.config
+    missing = sorted({p.namespace for p in props} - set(config.namespace_priorities))
+    if missing:
+        raise InvalidInput(
+            f"property namespace {missing[0]!r} is not in the variant config's "
+            f"default-priorities.namespace ({', '.join(config.namespace_priorities)})"
+        )
+    return label, replace(config, variants={label: props}, schema=request.schema)
+
+
+def _add_requirements(metadata: bytes, requirements: Sequence[str]) -> bytes:
+    """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as err:
+            raise InvalidInput(f"--requires-dist {text!r}: not a valid requirement ({err})") from None
+        if req.marker is not None and "variant_" in str(req.marker):
+            raise InvalidInput(
+                f"--requires-dist {text!r}: variant markers are rejected by uv; a variant "
+                "wheel's own requirements need no marker"
+            )
+    text = metadata.decode("utf-8")
+    head, sep, body = text.partition("\n\n")
+    lines = head.split("\n")
+    last = max(
+        (i for i, line in enumerate(lines) if line.lower().startswith("requires-dist:")),
+        default=len(lines) - 1,
+    )
+    new = [f"Requires-Dist: {req}" for req in requirements]
+    lines[last + 1 : last + 1] = new
+    result = "\n".join(lines) + (sep + body if sep else "\n")
+    return result.encode("utf-8")
+
+
+def _timestamp(record_member: Member) -> tuple[int, int]:
+    epoch = source_date_epoch()
+    if epoch is not None:
+        return dos_datetime(epoch)
+    return record_member.dos_time, record_member.dos_date
+
+
+def _rewrite(
+    wheel: Wheel,
+    output: Path,
+    *,
+    replaced: dict[str, bytes],
+    dropped: Iterable[str] = (),
+    added_before_record: dict[str, bytes] | None = None,
+) -> None:
+    """Copy ``wheel`` to ``output`` raw, replacing, dropping and adding dist-info members,
+    and rewriting RECORD to match."""
+    record_name = wheel.dist_info_path("RECORD")
+    record_member = wheel.members[record_name]
+    dos_time, dos_date = _timestamp(record_member)
+    added = added_before_record or {}
+    skip = set(dropped) | set(added)
+    entries = [e for e in wheel.record() if e.path not in skip]
+    changed = {**replaced, **added}
+    entries = [
+        RecordEntry(e.path, record_hash(changed[e.path]), len(changed[e.path]))
+        if e.path in changed
+        else e
+        for e in entries
+    ]
+    record_index = next(i for i, e in enumerate(entries) if e.path == record_name)
+    entries[record_index:record_index] = [
+        RecordEntry(name, record_hash(data), len(data)) for name, data in added.items()
+    ]
+    record = format_record(entries)
+
+    with atomic_path(output) as tmp, ZipWriter(tmp) as writer:
+        for member in wheel.zip.members:
+            if member.name in skip:
+                continue
+            if member.name == record_name:
+                for name, data in added.items():
+                    writer.add(name, data, dos_time=dos_time, dos_date=dos_date)
+                writer.add(
+                    record_name, record, dos_time=dos_time, dos_date=dos_date,
+                    external_attr=member.external_attr,
+                )  # fmt: skip
+            elif member.name in replaced:
+                writer.add(
+                    member.name, replaced[member.name], dos_time=dos_time, dos_date=dos_date,
+                    external_attr=member.external_attr,
+                )  # fmt: skip
+            else:
+                writer.copy(wheel.zip, member)
+
+
+def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
+    """Write the variant wheel for ``path`` into ``out_dir``; return its path."""
+    label, meta = build_variant_metadata(request)
+    with Wheel(path) as wheel:
+        if wheel.filename.label is not None:
+            raise InvalidInput(
+                f"{path}: already a variant wheel (label {wheel.filename.label!r}); "
+                "expected a plain wheel (run 'wheelforge untag' first)"
+            )
+        record = wheel.record()
+        if request.verify:
+            wheel.verify_record(record)
+        else:
+            wheel.check_record_listing(record)
+        replaced = {}
+        if request.requires_dist:
+            name = wheel.dist_info_path("METADATA")
+            replaced[name] = _add_requirements(wheel.read(name), request.requires_dist)
+        variant_json = wheel.dist_info_path(VARIANT_JSON)
+        output = out_dir / wheel.filename.with_label(label).filename
+        _rewrite(
+            wheel,
+            output,
+            replaced=replaced,
+            dropped=[variant_json],
+            added_before_record={variant_json: dumps(meta, request.schema).encode()},
+        )
+    return output
+
+
+def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False) -> Path:
+    """The plain wheel: ``variant.json`` and the label removed."""
+    with Wheel(path) as wheel:
+        variant_json = wheel.dist_info_path(VARIANT_JSON)
+        if wheel.filename.label is None and variant_json not in wheel.members:
+            raise InvalidInput(f"{path}: not a variant wheel (no label, no {VARIANT_JSON})")
+        record = wheel.record()
+        if verify:
+            wheel.verify_record(record)
+        else:
+            wheel.check_record_listing(record)
+        output = out_dir / wheel.filename.plain().filename
+        _rewrite(wheel, output, replaced={}, dropped=[variant_json])
+    return output

@@ -1,0 +1,1 @@
+"""Layer 1: the wheel-variant standard. Pure: values in, values out."""

@@ -1,0 +1,1 @@
+"""Layer 2: the wheel archive (filenames, RECORD, raw-copy zip rewriting)."""

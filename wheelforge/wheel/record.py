@@ -1,0 +1,58 @@
+"""RECORD files: parse, hash, write."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+
+from wheelforge.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    path: str
+    hash: str | None  # "sha256=<urlsafe b64, unpadded>"
+    size: int | None
+
+
+def record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def digest_to_record_hash(algorithm: str, digest: bytes) -> str:
+    return f"{algorithm}=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def parse_record(data: bytes, *, source: str) -> list[RecordEntry]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}: RECORD is not UTF-8") from None
+    entries = []
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise InvalidInput(
+                f"{source}: RECORD line {lineno}: expected 'path,hash,size', got {len(row)} fields"
+            )
+        path, hash_, size = row
+        if hash_ and "=" not in hash_:
+            raise InvalidInput(f"{source}: RECORD line {lineno}: expected hash 'algo=digest'")
+        if size and not size.isdigit():
+            raise InvalidInput(f"{source}: RECORD line {lineno}: expected a size in bytes")
+        entries.append(RecordEntry(path, hash_ or None, int(size) if size else None))
+    return entries
+
+
+def format_record(entries: list[RecordEntry]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for entry in entries:
+        writer.writerow(
+            [entry.path, entry.hash or "", "" if entry.size is None else str(entry.size)]
+        )
+    return out.getvalue().encode("utf-8")

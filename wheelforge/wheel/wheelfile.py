@@ -1,0 +1,112 @@
+"""An opened wheel: its filename, its ``.dist-info``, RECORD and variant metadata."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Self
+
+from wheelforge.errors import InvalidInput
+from wheelforge.variants.metadata import VariantMetadata, loads
+from wheelforge.wheel.archive import Member, ZipReader, check_member_name
+from wheelforge.wheel.filename import WheelFilename
+from wheelforge.wheel.record import RecordEntry, digest_to_record_hash, parse_record
+
+VARIANT_JSON = "variant.json"
+_UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
+
+
+class Wheel:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filename = WheelFilename.parse(path.name)
+        self.zip = ZipReader(path)
+        try:
+            self.members = {}
+            for member in self.zip.members:
+                check_member_name(member.name, source=str(path))
+                self.members[member.name] = member
+            self.dist_info = self._find_dist_info()
+        except BaseException:
+            self.zip.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.zip.close()
+
+    def _find_dist_info(self) -> str:
+        dirs = {name.split("/", 1)[0] for name in self.members if "/" in name}
+        found = sorted(d for d in dirs if d.endswith(".dist-info"))
+        if len(found) != 1:
+            raise InvalidInput(
+                f"{self.path}: found {len(found)} top-level .dist-info directories, expected one"
+            )
+        if f"{found[0]}/RECORD" not in self.members:
+            raise InvalidInput(f"{self.path}: {found[0]}/RECORD is missing")
+        return found[0]
+
+    def dist_info_path(self, name: str) -> str:
+        return f"{self.dist_info}/{name}"
+
+    def member(self, name: str) -> Member | None:
+        return self.members.get(name)
+
+    def read(self, name: str) -> bytes:
+        member = self.members.get(name)
+        if member is None:
+            raise InvalidInput(f"{self.path}: member {name!r} is missing")
+        return self.zip.read(member)
+
+    def record(self) -> list[RecordEntry]:
+        return parse_record(self.read(self.dist_info_path("RECORD")), source=str(self.path))
+
+    def variant_metadata(self) -> VariantMetadata | None:
+        name = self.dist_info_path(VARIANT_JSON)
+        if name not in self.members:
+            return None
+        return loads(self.read(name), source=f"{self.path}!{name}")
+
+    def check_record_listing(self, record: list[RecordEntry]) -> None:
+        """Cheap structural checks (no decompression): every member is listed in RECORD
+        with its uncompressed size, and every entry exists."""
+        listed = {entry.path: entry for entry in record}
+        unrecorded = {self.dist_info_path(name) for name in _UNRECORDED}
+        for name, member in self.members.items():
+            if member.is_dir or name in unrecorded:
+                continue
+            entry = listed.get(name)
+            if entry is None:
+                raise InvalidInput(f"{self.path}: member {name!r} is not listed in RECORD")
+            if entry.size is not None and entry.size != member.size:
+                raise InvalidInput(
+                    f"{self.path}: RECORD says {name!r} has {entry.size} bytes, "
+                    f"the archive holds {member.size}"
+                )
+        for path in listed:
+            if path not in self.members and path not in unrecorded:
+                raise InvalidInput(f"{self.path}: RECORD lists {path!r}, which is not in the wheel")
+
+    def verify_record(self, record: list[RecordEntry]) -> None:
+        """Decompress every member and check its hash against RECORD."""
+        self.check_record_listing(record)
+        for entry in record:
+            member = self.members.get(entry.path)
+            if member is None or entry.hash is None:
+                continue
+            algorithm, _, expected = entry.hash.partition("=")
+            if algorithm not in ("sha256", "sha384", "sha512"):
+                raise InvalidInput(
+                    f"{self.path}: RECORD entry {entry.path!r} uses hash {algorithm!r}: "
+                    "expected sha256, sha384 or sha512"
+                )
+            digest = hashlib.new(algorithm)
+            for chunk in self.zip.iter_content(member):
+                digest.update(chunk)
+            if digest_to_record_hash(algorithm, digest.digest()) != entry.hash:
+                raise InvalidInput(
+                    f"{self.path}: RECORD hash mismatch for {entry.path!r}: "
+                    f"expected {entry.hash}"
+                )
