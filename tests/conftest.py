@@ -32,9 +32,11 @@ def build_plain_wheel(
 ) -> Path:
     """A valid plain wheel written with the standard library's zipfile."""
     dist_info = f"{name}-{version}.dist-info"
-    payload = files if files is not None else {
-        f"{name}/__init__.py": f"BUILT_FOR = 'plain'\n__version__ = {version!r}\n".encode()
-    }
+    payload = (
+        files
+        if files is not None
+        else {f"{name}/__init__.py": f"BUILT_FOR = 'plain'\n__version__ = {version!r}\n".encode()}
+    )
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {req}\n" for req in requires)
     members = dict(payload)

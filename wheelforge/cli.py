@@ -27,13 +27,6 @@ def _schema(value: str) -> Schema:
         ) from None
 
 
-def _property(value: str) -> VariantProperty:
-    try:
-        return VariantProperty.parse(value)
-    except InvalidInput as err:
-        raise argparse.ArgumentTypeError(err.message) from None
-
-
 def _add_schema_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schema",
@@ -62,54 +55,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag.add_argument("wheel", type=Path, help="the plain wheel")
     tag.add_argument(
-        "-p", "--property", dest="properties", type=_property, action="append", default=[],
-        metavar="'NS :: FEATURE :: VALUE'", help="a variant property (repeatable)",
-    )  # fmt: skip
+        "-p",
+        "--property",
+        dest="properties",
+        action="append",
+        default=[],
+        metavar="'NS :: FEATURE :: VALUE'",
+        help="a variant property (repeatable)",
+    )
     label = tag.add_mutually_exclusive_group()
     label.add_argument("--label", help="the variant label (default: the hash of the properties)")
     label.add_argument("--null", action="store_true", help="make the null variant (no properties)")
     tag.add_argument(
-        "--variant-config", type=Path, metavar="FILE",
+        "--variant-config",
+        type=Path,
+        metavar="FILE",
         help="TOML file with a [variant] table (pyproject-style) or a matrix file giving "
         "providers and namespace priorities (default: the built-in presets for "
         "nvidia, amd, x86_64, aarch64)",
-    )  # fmt: skip
+    )
     tag.add_argument(
-        "--requires-dist", action="append", default=[], metavar="REQ",
+        "--requires-dist",
+        action="append",
+        default=[],
+        metavar="REQ",
         help="add a Requires-Dist line to this variant's METADATA (repeatable)",
-    )  # fmt: skip
+    )
     tag.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
     tag.add_argument("--verify", action="store_true", help="check every RECORD hash first")
     _add_schema_option(tag)
     tag.add_argument("--json", action="store_true", help="print the result as JSON")
 
     untag = sub.add_parser(
-        "untag", help="turn a variant wheel back into a plain wheel",
+        "untag",
+        help="turn a variant wheel back into a plain wheel",
         description="Remove variant.json and the label. Requirements added with "
         "--requires-dist stay in METADATA.",
-    )  # fmt: skip
+    )
     untag.add_argument("wheel", type=Path)
     untag.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
     untag.add_argument("--verify", action="store_true", help="check every RECORD hash first")
     untag.add_argument("--json", action="store_true", help="print the result as JSON")
 
     inspect = sub.add_parser(
-        "inspect", help="show what wheels are and whether their RECORD verifies",
+        "inspect",
+        help="show what wheels are and whether their RECORD verifies",
         description="Name, version, tags, label, properties, schema generation, compression "
         "per member group and RECORD verification, for a wheel or every wheel in a directory.",
-    )  # fmt: skip
+    )
     inspect.add_argument("path", type=Path, metavar="WHEEL|DIR")
     inspect.add_argument(
-        "--no-verify", action="store_true",
+        "--no-verify",
+        action="store_true",
         help="skip hash verification (only check that RECORD lists every member)",
-    )  # fmt: skip
+    )
     inspect.add_argument("--json", action="store_true", help="print the reports as JSON")
 
     vjson = sub.add_parser(
-        "variants-json", help="write or check {name}-{version}-variants.json files",
+        "variants-json",
+        help="write or check {name}-{version}-variants.json files",
         description="For each release in DIR, merge its wheels' variant.json files into "
         "{name}-{version}-variants.json (or, with --check, verify the existing ones).",
-    )  # fmt: skip
+    )
     vjson.add_argument("directory", type=Path, metavar="DIR")
     vjson.add_argument("--check", action="store_true", help="verify instead of writing")
     _add_schema_option(vjson)
@@ -124,7 +131,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
     if not args.null and not args.properties:
         raise InvalidInput("expected at least one -p/--property, or --null")
     request = TagRequest(
-        properties=frozenset(args.properties),
+        properties=frozenset(VariantProperty.parse(text) for text in args.properties),
         label=args.label,
         config=config,
         requires_dist=tuple(args.requires_dist),

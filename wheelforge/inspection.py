@@ -69,7 +69,7 @@ def inspect_wheel(path: Path, *, verify: bool = True) -> WheelReport:
             compression[group][METHOD_NAMES.get(member.method, str(member.method))] += 1
         properties = (
             sorted(str(p) for p in meta.variants[label])
-            if meta is not None and label in meta.variants
+            if meta is not None and label is not None and label in meta.variants
             else []
         )
         return WheelReport(

@@ -14,7 +14,9 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table

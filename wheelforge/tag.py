@@ -85,29 +85,35 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
     return label, replace(config, variants={label: props}, schema=request.schema)
 
 
-def _add_requirements(metadata: bytes, requirements: Sequence[str]) -> bytes:
-    """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
-    for text in requirements:
+def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
+    requirements = []
+    for text in texts:
         try:
             req = Requirement(text)
         except InvalidRequirement as err:
-            raise InvalidInput(f"--requires-dist {text!r}: not a valid requirement ({err})") from None
+            reason = str(err).splitlines()[0]
+            raise InvalidInput(
+                f"--requires-dist {text!r}: expected a PEP 508 requirement ({reason})"
+            ) from None
         if req.marker is not None and "variant_" in str(req.marker):
             raise InvalidInput(
                 f"--requires-dist {text!r}: variant markers are rejected by uv; a variant "
                 "wheel's own requirements need no marker"
             )
-    text = metadata.decode("utf-8")
-    head, sep, body = text.partition("\n\n")
+        requirements.append(req)
+    return requirements
+
+
+def _add_requirements(metadata: bytes, requirements: Sequence[Requirement]) -> bytes:
+    """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
+    head, sep, body = metadata.decode("utf-8").partition("\n\n")
     lines = head.split("\n")
     last = max(
         (i for i, line in enumerate(lines) if line.lower().startswith("requires-dist:")),
         default=len(lines) - 1,
     )
-    new = [f"Requires-Dist: {req}" for req in requirements]
-    lines[last + 1 : last + 1] = new
-    result = "\n".join(lines) + (sep + body if sep else "\n")
-    return result.encode("utf-8")
+    lines[last + 1 : last + 1] = [f"Requires-Dist: {req}" for req in requirements]
+    return ("\n".join(lines) + (sep + body if sep else "\n")).encode("utf-8")
 
 
 def _timestamp(record_member: Member) -> tuple[int, int]:
@@ -154,14 +160,20 @@ def _rewrite(
                 for name, data in added.items():
                     writer.add(name, data, dos_time=dos_time, dos_date=dos_date)
                 writer.add(
-                    record_name, record, dos_time=dos_time, dos_date=dos_date,
+                    record_name,
+                    record,
+                    dos_time=dos_time,
+                    dos_date=dos_date,
                     external_attr=member.external_attr,
-                )  # fmt: skip
+                )
             elif member.name in replaced:
                 writer.add(
-                    member.name, replaced[member.name], dos_time=dos_time, dos_date=dos_date,
+                    member.name,
+                    replaced[member.name],
+                    dos_time=dos_time,
+                    dos_date=dos_date,
                     external_attr=member.external_attr,
-                )  # fmt: skip
+                )
             else:
                 writer.copy(wheel.zip, member)
 
@@ -169,6 +181,7 @@ def _rewrite(
 def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
     """Write the variant wheel for ``path`` into ``out_dir``; return its path."""
     label, meta = build_variant_metadata(request)
+    requirements = _parse_requirements(request.requires_dist)
     with Wheel(path) as wheel:
         if wheel.filename.label is not None:
             raise InvalidInput(
@@ -181,9 +194,9 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
         else:
             wheel.check_record_listing(record)
         replaced = {}
-        if request.requires_dist:
+        if requirements:
             name = wheel.dist_info_path("METADATA")
-            replaced[name] = _add_requirements(wheel.read(name), request.requires_dist)
+            replaced[name] = _add_requirements(wheel.read(name), requirements)
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(

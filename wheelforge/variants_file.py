@@ -93,8 +93,10 @@ def check_variants_json(directory: Path) -> list[str]:
         expected = release_metadata(release)
         target = directory / release.variants_json_name
         if not target.exists():
-            problems.append(f"{target}: missing (expected for {len(release.variant_wheels)} "
-                            "variant wheels; run 'wheelforge variants-json' to write it)")
+            problems.append(
+                f"{target}: missing (expected for {len(release.variant_wheels)} "
+                "variant wheels; run 'wheelforge variants-json' to write it)"
+            )
             continue
         actual = loads(target.read_bytes(), source=str(target))
         problems += [f"{target}: {diff}" for diff in _differences(actual, expected)]
@@ -115,8 +117,10 @@ def _differences(actual: VariantMetadata, expected: VariantMetadata) -> list[str
             f"default-priorities.namespace is {list(actual.namespace_priorities)}, "
             f"expected {list(expected.namespace_priorities)}"
         )
-    if actual.schema is not Schema.LEGACY_V0_0_3 and actual.schema is expected.schema and (
-        dict(actual.providers) != dict(expected.providers)
+    if (
+        actual.schema is not Schema.LEGACY_V0_0_3
+        and actual.schema is expected.schema
+        and (dict(actual.providers) != dict(expected.providers))
     ):
         diffs.append("providers differ from the wheels' variant.json")
     return diffs

@@ -12,9 +12,9 @@ class MergeConflict(InvalidInput):
     """Two sources disagree; the message names both."""
 
 
-def merge(a: VariantMetadata, b: VariantMetadata, *, names: tuple[str, str] = ("a", "b")) -> (
-    VariantMetadata
-):
+def merge(
+    a: VariantMetadata, b: VariantMetadata, *, names: tuple[str, str] = ("a", "b")
+) -> VariantMetadata:
     """Union of variants; namespace priorities equal or one a prefix of the other (keep the
     longer); providers equal per namespace. ``names`` label the two sources in errors."""
     first, second = names

@@ -55,9 +55,7 @@ class VariantMetadata:
     variants: Mapping[str, VariantProperties] = field(default_factory=dict)
     # Legacy v0.0.3 only: kept so that reading and writing that generation round-trips.
     feature_priorities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    property_priorities: Mapping[str, Mapping[str, tuple[str, ...]]] = field(
-        default_factory=dict
-    )
+    property_priorities: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     schema: Schema = Schema.PROVIDERS_V0_2_0
 
     def single_label(self, source: str) -> str:
@@ -273,8 +271,11 @@ def _legacy(
     namespaces: tuple[str, ...],
     variants: dict[str, VariantProperties],
 ) -> VariantMetadata:
-    reader.keys(root, "(top level)", {"$schema", "default-priorities", "variants", "providers",
-                                      "static-properties"})
+    reader.keys(
+        root,
+        "(top level)",
+        {"$schema", "default-priorities", "variants", "providers", "static-properties"},
+    )
     reader.keys(priorities, "default-priorities", {"namespace", "feature", "property"})
     static = reader.mapping(root.get("static-properties", {}), "static-properties")
     feature_priorities = {
@@ -304,9 +305,7 @@ def _legacy(
             if static_entry is not None
             else None
         )
-        providers[namespace] = reader.legacy_provider(
-            entry, f"providers.{namespace}", static_props
-        )
+        providers[namespace] = reader.legacy_provider(entry, f"providers.{namespace}", static_props)
     return VariantMetadata(
         namespaces,
         providers,

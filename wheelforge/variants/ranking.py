@@ -40,9 +40,9 @@ class Ranked:
         return (0, (*self.keys, _LAST), self.label)
 
 
-def with_static_providers(meta: VariantMetadata, supported: Supported) -> dict[
-    str, dict[str, Sequence[str]]
-]:
+def with_static_providers(
+    meta: VariantMetadata, supported: Supported
+) -> dict[str, dict[str, Sequence[str]]]:
     """Add what static providers declare: their properties are supported everywhere."""
     combined = {ns: dict(features) for ns, features in supported.items()}
     for namespace, provider in meta.providers.items():

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import BinaryIO, Self
 
 from wheelforge.errors import InvalidInput
@@ -142,8 +142,27 @@ class ZipReader:
             if directory[pos : pos + 4] != _CENTRAL_SIG:
                 raise self._fail("corrupt central directory")
             fields = _CENTRAL.unpack_from(directory, pos)
-            (_, _, _, _, _, flags, method, dtime, ddate, crc, csize, usize,
-             name_len, extra_len, comment_len, _, _, external, offset) = fields  # fmt: skip
+            (
+                _,
+                _,
+                _,
+                _,
+                _,
+                flags,
+                method,
+                dtime,
+                ddate,
+                crc,
+                csize,
+                usize,
+                name_len,
+                extra_len,
+                comment_len,
+                _,
+                _,
+                external,
+                offset,
+            ) = fields
             pos += _CENTRAL.size
             raw_name = directory[pos : pos + name_len]
             extra = directory[pos + name_len : pos + name_len + extra_len]
@@ -164,8 +183,8 @@ class ZipReader:
         header = self._file.read(_LOCAL.size)
         if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
             raise self._fail(f"bad local header for {member.name!r}")
-        name_len, extra_len = _LOCAL.unpack(header)[-2:]
-        return member.offset + _LOCAL.size + name_len + extra_len
+        name_len, extra_len = struct.unpack_from("<2H", header, _LOCAL.size - 4)
+        return member.offset + _LOCAL.size + int(name_len) + int(extra_len)
 
     def iter_raw(self, member: Member, *, skip: int = 0) -> Iterator[bytes]:
         """The member's compressed bytes in chunks, from ``skip`` bytes in."""
@@ -217,20 +236,22 @@ def _decompressor(member: Member, path: Path) -> Callable[[bytes], bytes]:
     if member.method == DEFLATED:
         return zlib.decompressobj(-zlib.MAX_WBITS).decompress
     if member.method == ZSTD:
-        return zstd_module().ZstdDecompressor().decompress  # type: ignore[no-any-return]
+        decompress: Callable[[bytes], bytes] = zstd_module().ZstdDecompressor().decompress
+        return decompress
     raise InvalidInput(
         f"{path}: member {member.name!r} uses zip method {member.method}: "
         "expected stored (0), deflate (8) or zstd (93)"
     )
 
 
-def zstd_module():  # type: ignore[no-untyped-def]
+def zstd_module() -> ModuleType:
     """``compression.zstd`` on Python 3.14+, ``backports.zstd`` before."""
     try:
-        from compression import zstd  # type: ignore[import-not-found]
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
-    return zstd
+        from backports import zstd  # type: ignore[no-redef,unused-ignore]
+    module: ModuleType = zstd
+    return module
 
 
 class ZipWriter:
@@ -270,11 +291,19 @@ class ZipWriter:
         extra = struct.pack("<2H2Q", _ZIP64_EXTRA, 16, member.size, member.compressed_size)
         self._write(
             _LOCAL.pack(
-                _LOCAL_SIG, 45 if big else 20, 0, flags, member.method,
-                member.dos_time, member.dos_date, member.crc,
-                _MAX32 if big else member.compressed_size, _MAX32 if big else member.size,
-                len(name), len(extra) if big else 0,
-            )  # fmt: skip
+                _LOCAL_SIG,
+                45 if big else 20,
+                0,
+                flags,
+                member.method,
+                member.dos_time,
+                member.dos_date,
+                member.crc,
+                _MAX32 if big else member.compressed_size,
+                _MAX32 if big else member.size,
+                len(name),
+                len(extra) if big else 0,
+            )
             + name
             + (extra if big else b"")
         )
@@ -291,14 +320,32 @@ class ZipWriter:
         if off >= _MAX32:
             zip64.append(off)
             off = _MAX32
-        extra = struct.pack(f"<2H{len(zip64)}Q", _ZIP64_EXTRA, 8 * len(zip64), *zip64) if zip64 else b""
+        extra = (
+            struct.pack(f"<2H{len(zip64)}Q", _ZIP64_EXTRA, 8 * len(zip64), *zip64) if zip64 else b""
+        )
         version = 45 if zip64 else 20
         self._central.append(
             _CENTRAL.pack(
-                _CENTRAL_SIG, version, 3, version, 0, flags, member.method,
-                member.dos_time, member.dos_date, member.crc, csize, usize,
-                len(name), len(extra), 0, 0, 0, member.external_attr, off,
-            )  # fmt: skip
+                _CENTRAL_SIG,
+                version,
+                3,
+                version,
+                0,
+                flags,
+                member.method,
+                member.dos_time,
+                member.dos_date,
+                member.crc,
+                csize,
+                usize,
+                len(name),
+                len(extra),
+                0,
+                0,
+                0,
+                member.external_attr,
+                off,
+            )
             + name
             + extra
         )
@@ -321,9 +368,11 @@ class ZipWriter:
         try:
             while remaining:
                 copied = os.copy_file_range(
-                    reader.fileno(), self._file.fileno(), remaining,
+                    reader.fileno(),
+                    self._file.fileno(),
+                    remaining,
                     source + member.compressed_size - remaining,
-                )  # fmt: skip
+                )
                 if copied == 0:
                     raise InvalidInput(f"{reader.path}: member {member.name!r} is cut short")
                 remaining -= copied
@@ -349,9 +398,17 @@ class ZipWriter:
         compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
         payload = compressor.compress(data) + compressor.flush()
         member = Member(
-            name, DEFLATED, 0, zlib.crc32(data), len(payload), len(data), 0,
-            dos_time, dos_date, external_attr,
-        )  # fmt: skip
+            name,
+            DEFLATED,
+            0,
+            zlib.crc32(data),
+            len(payload),
+            len(data),
+            0,
+            dos_time,
+            dos_date,
+            external_attr,
+        )
         name_bytes, flags, offset = self._begin(member)
         self._write(payload)
         self._record(member, name_bytes, flags, offset)
@@ -366,9 +423,17 @@ class ZipWriter:
             z64_offset = self._offset
             self._write(
                 _ZIP64_EOCD.pack(
-                    _ZIP64_EOCD_SIG, _ZIP64_EOCD.size - 12, 45, 45, 0, 0,
-                    count, count, cd_size, cd_offset,
-                )  # fmt: skip
+                    _ZIP64_EOCD_SIG,
+                    _ZIP64_EOCD.size - 12,
+                    45,
+                    45,
+                    0,
+                    0,
+                    count,
+                    count,
+                    cd_size,
+                    cd_offset,
+                )
             )
             self._write(_ZIP64_LOCATOR.pack(_ZIP64_LOCATOR_SIG, 0, z64_offset, 1))
             count, cd_size, cd_offset = _MAX16, _MAX32, _MAX32

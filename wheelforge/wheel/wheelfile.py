@@ -96,7 +96,7 @@ class Wheel:
             member = self.members.get(entry.path)
             if member is None or entry.hash is None:
                 continue
-            algorithm, _, expected = entry.hash.partition("=")
+            algorithm = entry.hash.partition("=")[0]
             if algorithm not in ("sha256", "sha384", "sha512"):
                 raise InvalidInput(
                     f"{self.path}: RECORD entry {entry.path!r} uses hash {algorithm!r}: "
@@ -107,6 +107,5 @@ class Wheel:
                 digest.update(chunk)
             if digest_to_record_hash(algorithm, digest.digest()) != entry.hash:
                 raise InvalidInput(
-                    f"{self.path}: RECORD hash mismatch for {entry.path!r}: "
-                    f"expected {entry.hash}"
+                    f"{self.path}: RECORD hash mismatch for {entry.path!r}: expected {entry.hash}"
                 )
