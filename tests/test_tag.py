@@ -367,3 +367,44 @@ def test_variant_config_file(make_wheel: WheelFactory, tmp_path: Path, cli: Cli)
         tmp_path / "o",
         f"{config}: variant.default-priorities.namespace: expected a non-empty list",
     )
+
+
+def test_copy_without_copy_file_range(
+    make_wheel: WheelFactory, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel cannot copy between the two files (EXDEV, ENOSYS), tag copies
+    through memory and produces the same bytes."""
+    plain = make_wheel(files={"demo/lib.so": bytes(range(256)) * 4096, "demo/__init__.py": b""})
+    cli("tag", plain, "-p", CU128, "-o", tmp_path / "fast")
+
+    def unsupported(*args: object) -> int:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.copy_file_range", unsupported)
+    cli("tag", plain, "-p", CU128, "-o", tmp_path / "slow")
+    name = "demo-1.0-py3-none-any-f839a2dd.whl"
+    assert (tmp_path / "slow" / name).read_bytes() == (tmp_path / "fast" / name).read_bytes()
+    assert_record_verifies(tmp_path / "slow" / name)
+
+
+def test_zstd_members_are_read_verified_and_copied(tmp_path: Path, cli: Cli) -> None:
+    from backports.zstd import zipfile as zstd_zipfile
+
+    plain = build_plain_wheel(tmp_path, files={"demo/lib.so": b"kernel " * 50_000})
+    content = members(plain)
+    with zstd_zipfile.ZipFile(plain, "w") as zf:
+        for name, data in content.items():
+            method = zipfile.ZIP_DEFLATED if ".dist-info/" in name else zstd_zipfile.ZIP_ZSTANDARD
+            zf.writestr(name, data, compress_type=method)
+    code, stdout, _ = cli("inspect", plain, "--json")
+    assert code == 0
+    report = json.loads(stdout)[0]
+    assert report["compression"] == {"dist-info": {"deflate": 3}, "payload": {"zstd": 1}}
+    assert report["record_ok"] is True
+    assert (
+        cli("tag", plain, "-p", CU128, "--label", "cu128", "--verify", "-o", tmp_path / "o")[0] == 0
+    )
+    tagged = tmp_path / "o" / "demo-1.0-py3-none-any-cu128.whl"
+    assert raw_members(tagged)["demo/lib.so"] == raw_members(plain)["demo/lib.so"]
+    with zstd_zipfile.ZipFile(tagged) as zf:
+        assert zf.read("demo/lib.so") == b"kernel " * 50_000
