@@ -246,7 +246,9 @@ def test_merge_conflicting_label_names_both_sources() -> None:
     p1 = frozenset({VariantProperty.parse("nvidia :: cuda_version_lower_bound :: 12.8")})
     p2 = frozenset({VariantProperty.parse("nvidia :: cuda_version_lower_bound :: 13.0")})
     order = ("nvidia",)
-    with pytest.raises(MergeConflict, match=r"a.whl and b.whl give label 'cu' different properties"):
+    with pytest.raises(
+        MergeConflict, match=r"a.whl and b.whl give label 'cu' different properties"
+    ):
         merge_all(
             [("a.whl", _wheel_meta("cu", p1, order)), ("b.whl", _wheel_meta("cu", p2, order))]
         )

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.errors import InvalidInput, WheelforgeError
-from wheelforge.inspection import WheelReport, inspect_wheel, wheels_in
 from wheelforge.render import emit_json, info, table
-from wheelforge.tag import TagRequest, load_variant_config, tag_wheel, untag_wheel
-from wheelforge.variants.config import default_config
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
-from wheelforge.variants.properties import VariantProperty
-from wheelforge.variants_file import check_variants_json, write_variants_json
+
+# Stage modules are imported by the command that needs them: start-up time counts
+# when tagging a wheel costs about as much as copying it.
 
 
 def _schema(value: str) -> Schema:
@@ -125,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
+    from wheelforge.tag import TagRequest, load_variant_config, tag_wheel
+    from wheelforge.variants.config import default_config
+    from wheelforge.variants.properties import VariantProperty
+
     config = load_variant_config(args.variant_config) if args.variant_config else default_config()
     if args.null and args.properties:
         raise InvalidInput("--null takes no properties: the null variant has none")
@@ -147,6 +149,8 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 
 
 def _cmd_untag(args: argparse.Namespace) -> int:
+    from wheelforge.tag import untag_wheel
+
     output = untag_wheel(args.wheel, args.out, verify=args.verify)
     if args.json:
         emit_json({"input": str(args.wheel), "output": str(output)})
@@ -156,9 +160,9 @@ def _cmd_untag(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    reports: list[WheelReport] = []
-    for path in wheels_in(args.path):
-        reports.append(inspect_wheel(path, verify=not args.no_verify))
+    from wheelforge.inspection import inspect_wheel, wheels_in
+
+    reports = [inspect_wheel(path, verify=not args.no_verify) for path in wheels_in(args.path)]
     if args.json:
         emit_json([r.to_json() for r in reports])
     else:
@@ -188,6 +192,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_variants_json(args: argparse.Namespace) -> int:
+    from wheelforge.variants_file import check_variants_json, write_variants_json
+
     if args.check:
         problems = check_variants_json(args.directory)
         if args.json:

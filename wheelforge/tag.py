@@ -13,10 +13,12 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from packaging.requirements import InvalidRequirement, Requirement
+from typing import TYPE_CHECKING
 
 from wheelforge.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 from wheelforge.fsutil import atomic_path
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
@@ -86,6 +88,8 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
 
 
 def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when asked
+
     requirements = []
     for text in texts:
         try:
@@ -125,6 +129,7 @@ def _timestamp(record_member: Member) -> tuple[int, int]:
 
 def _rewrite(
     wheel: Wheel,
+    record: list[RecordEntry],
     output: Path,
     *,
     replaced: dict[str, bytes],
@@ -138,7 +143,7 @@ def _rewrite(
     dos_time, dos_date = _timestamp(record_member)
     added = added_before_record or {}
     skip = set(dropped) | set(added)
-    entries = [e for e in wheel.record() if e.path not in skip]
+    entries = [e for e in record if e.path not in skip]
     changed = {**replaced, **added}
     entries = [
         RecordEntry(e.path, record_hash(changed[e.path]), len(changed[e.path]))
@@ -146,11 +151,11 @@ def _rewrite(
         else e
         for e in entries
     ]
-    record_index = next(i for i, e in enumerate(entries) if e.path == record_name)
+    record_index = next((i for i, e in enumerate(entries) if e.path == record_name), len(entries))
     entries[record_index:record_index] = [
         RecordEntry(name, record_hash(data), len(data)) for name, data in added.items()
     ]
-    record = format_record(entries)
+    record_bytes = format_record(entries)
 
     with atomic_path(output) as tmp, ZipWriter(tmp) as writer:
         for member in wheel.zip.members:
@@ -161,7 +166,7 @@ def _rewrite(
                     writer.add(name, data, dos_time=dos_time, dos_date=dos_date)
                 writer.add(
                     record_name,
-                    record,
+                    record_bytes,
                     dos_time=dos_time,
                     dos_date=dos_date,
                     external_attr=member.external_attr,
@@ -201,6 +206,7 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(
             wheel,
+            record,
             output,
             replaced=replaced,
             dropped=[variant_json],
@@ -221,5 +227,5 @@ def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False) -> Path:
         else:
             wheel.check_record_listing(record)
         output = out_dir / wheel.filename.plain().filename
-        _rewrite(wheel, output, replaced={}, dropped=[variant_json])
+        _rewrite(wheel, record, output, replaced={}, dropped=[variant_json])
     return output

@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import BinaryIO, Self
 
@@ -66,14 +66,13 @@ def dos_datetime(epoch: int) -> tuple[int, int]:
 
 def check_member_name(name: str, *, source: str) -> None:
     """Reject names that would escape the install directory."""
-    path = PurePosixPath(name)
     if (
         not name
-        or name.startswith(("/", "\\"))
+        or name.startswith("/")
         or "\\" in name
         or "\x00" in name
-        or (len(name) > 1 and name[1] == ":")
-        or ".." in path.parts
+        or name[1:2] == ":"
+        or ".." in name.split("/")
     ):
         raise InvalidInput(
             f"{source}: unsafe member name {name!r}: expected a relative path without '..'"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
 
 from wheelforge.errors import InvalidInput
 from wheelforge.variants.labels import validate_label
+
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class WheelFilename:
 
     @property
     def tags(self) -> frozenset[Tag]:
+        from packaging.tags import parse_tag  # costly to import; only inspect needs it
+
         return parse_tag(f"{self.python}-{self.abi}-{self.platform}")
 
     @property
