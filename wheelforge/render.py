@@ -21,7 +21,9 @@ def table(
         from rich.console import Console
         from rich.table import Table
 
-        rich_table = Table(*headers, title=title)
+        rich_table = Table(title=title)
+        for header in headers:
+            rich_table.add_column(header, overflow="fold")  # never hide part of a filename
         for row in rows:
             rich_table.add_row(*row)
         Console().print(rich_table)
