@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from wheelforge.errors import InvalidInput
@@ -68,10 +68,6 @@ class VariantMetadata:
 
     def namespaces_used(self) -> set[str]:
         return {prop.namespace for props in self.variants.values() for prop in props}
-
-    def restricted_to(self, label: str) -> VariantMetadata:
-        """This metadata for one variant: the ``variant.json`` of its wheel."""
-        return replace(self, variants={label: self.variants[label]})
 
 
 # -- reading -----------------------------------------------------------------------
@@ -322,11 +318,6 @@ def _check_namespaces(meta: VariantMetadata, reader: _Reader) -> None:
         raise reader.fail(
             "default-priorities.namespace", f"to list every namespace used; missing {missing[0]!r}"
         )
-
-
-def validate(meta: VariantMetadata, *, source: str) -> VariantMetadata:
-    """Check a model built in code as strictly as one read from a file."""
-    return from_json(json.loads(dumps(meta, meta.schema)), source=source)
 
 
 # -- writing -----------------------------------------------------------------------

@@ -37,9 +37,6 @@ class Provider:
     def is_static(self) -> bool:
         return bool(self.static_properties)
 
-    def static_features(self) -> dict[str, tuple[str, ...]]:
-        return dict(self.static_properties)
-
 
 PRESETS: Mapping[str, Provider] = {
     "nvidia": Provider(

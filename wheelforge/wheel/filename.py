@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wheelforge.errors import InvalidInput
 from wheelforge.variants.labels import validate_label
@@ -75,10 +75,6 @@ class WheelFilename:
         return replace(self, label=label)
 
     @property
-    def project(self) -> NormalizedName:
-        return parse_wheel_filename(self.plain().filename)[0]
-
-    @property
     def tags(self) -> frozenset[Tag]:
         from packaging.tags import parse_tag  # costly to import; only inspect needs it
 
@@ -89,8 +85,3 @@ class WheelFilename:
         """``(name, version)`` normalized as in wheel filenames: the variants-file key."""
         name, version, _, _ = parse_wheel_filename(self.plain().filename)
         return name.replace("-", "_"), str(version)
-
-    @property
-    def variants_json_name(self) -> str:
-        name, version = self.release
-        return f"{name}-{version}-variants.json"
