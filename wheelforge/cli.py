@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +120,174 @@ def build_parser() -> argparse.ArgumentParser:
     vjson.add_argument("--check", action="store_true", help="verify instead of writing")
     _add_schema_option(vjson)
     vjson.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    plan = sub.add_parser(
+        "plan",
+        help="list the build jobs of a matrix",
+        description="Expand a matrix file into its build jobs. --format github prints the "
+        '{"include": [...]} object for a GitHub Actions strategy.matrix; each entry runs as '
+        "'wheelforge build --matrix FILE --only ID'.",
+    )
+    plan.add_argument(
+        "--matrix",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="a matrix file (matrix/*.toml) or a pyproject.toml with [tool.wheelforge]",
+    )
+    plan.add_argument("--format", choices=("table", "json", "github"), default="table")
+    plan.add_argument(
+        "--json", action="store_const", dest="format", const="json", help="same as --format json"
+    )
+
+    build = sub.add_parser(
+        "build",
+        help="build, repair, tag and compress every variant of a matrix",
+        description="For each job: a PEP 517 build (isolated, its own build directory), "
+        "auditwheel repair, tag, compress; wheels, a manifest and the variants file go to "
+        "--out. Unchanged jobs come from the build cache.",
+    )
+    build.add_argument(
+        "--matrix",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="a matrix file (matrix/*.toml) or a pyproject.toml with [tool.wheelforge]",
+    )
+    build.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="build only these jobs (repeatable)",
+    )
+    build.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="jobs run in parallel"
+    )
+    build.add_argument(
+        "--keep-going", action="store_true", help="finish the other jobs when one fails"
+    )
+    build.add_argument(
+        "--out", type=Path, default=Path("dist"), help="output directory (default: dist)"
+    )
+    build.add_argument(
+        "--no-cache", action="store_true", help="rebuild everything (still refreshes the cache)"
+    )
+    build.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="build cache (default: $WHEELFORGE_CACHE_DIR or ~/.cache/wheelforge)",
+    )
+    build.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(".wheelforge"),
+        metavar="DIR",
+        help="build directories and logs (default: .wheelforge)",
+    )
+    build.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from wheelforge.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    if args.format == "json":
+        emit_json([job.to_json() for job in matrix.jobs])
+    elif args.format == "github":
+        include = [
+            {
+                "id": job.id,
+                "label": job.label or "plain",
+                "toolchain": job.toolchain,
+                "python": job.python,
+            }
+            for job in matrix.jobs
+        ]
+        print(json.dumps({"include": include}, separators=(",", ":")))
+    else:
+        table(
+            ["job", "kind", "label", "properties", "toolchain", "python", "compression"],
+            [
+                [
+                    job.id,
+                    job.kind,
+                    job.label or "-",
+                    "; ".join(sorted(map(str, job.properties))),
+                    job.toolchain,
+                    job.python,
+                    job.compression,
+                ]
+                for job in matrix.jobs
+            ],
+        )
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from wheelforge.build.cache import default_cache_dir
+    from wheelforge.build.orchestrator import BuildOptions, build_jobs
+    from wheelforge.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    jobs = matrix.select(args.only)
+    if args.jobs < 1:
+        raise InvalidInput(f"-j {args.jobs}: expected at least 1")
+    options = BuildOptions(
+        out=args.out,
+        work_dir=args.work_dir,
+        cache_dir=args.cache_dir or default_cache_dir(),
+        read_cache=not args.no_cache,
+        workers=args.jobs,
+        keep_going=args.keep_going,
+    )
+    results = build_jobs(matrix, jobs, options, lambda job, message: info(f"[{job}] {message}"))
+    if args.json:
+        emit_json(
+            [
+                {
+                    "job": r.job.id,
+                    "label": r.job.label,
+                    "status": r.status,
+                    "seconds": round(r.seconds, 3),
+                    "wheel": str(r.wheel) if r.wheel else None,
+                    "size": r.wheel.stat().st_size if r.wheel else None,
+                    "log": str(r.log) if r.log else None,
+                    "error": r.error,
+                }
+                for r in results
+            ]
+        )
+    else:
+        table(
+            ["job", "label", "status", "time", "size"],
+            [
+                [
+                    r.job.id,
+                    r.job.label or "plain",
+                    r.status if r.ok or r.status == "skipped" else f"failed (see {r.log})",
+                    f"{r.seconds:.1f}s",
+                    _size(r.wheel.stat().st_size) if r.wheel else "-",
+                ]
+                for r in results
+            ],
+        )
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        if r.error:
+            print(f"error: job {r.job.id}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
@@ -219,6 +387,8 @@ COMMANDS = {
     "untag": _cmd_untag,
     "inspect": _cmd_inspect,
     "variants-json": _cmd_variants_json,
+    "plan": _cmd_plan,
+    "build": _cmd_build,
 }
 
 

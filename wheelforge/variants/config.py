@@ -28,6 +28,11 @@ def config_from_table(table: Any, *, source: str) -> VariantMetadata:
         )
     priorities = table.get("default-priorities", {})
     namespaces = priorities.get("namespace") if isinstance(priorities, dict) else None
+    extra = sorted(set(priorities) - {"namespace"}) if isinstance(priorities, dict) else []
+    if extra:
+        raise InvalidInput(
+            f"{source}: variant.default-priorities.{extra[0]}: unknown key; expected namespace"
+        )
     if not isinstance(namespaces, list) or not namespaces:
         raise InvalidInput(
             f"{source}: variant.default-priorities.namespace: expected a non-empty list"

@@ -243,6 +243,18 @@ def _decompressor(member: Member, path: Path) -> Callable[[bytes], bytes]:
     )
 
 
+def compress(data: bytes, method: int, level: int | None = None) -> bytes:
+    if method == DEFLATED:
+        compressor = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return compressor.compress(data) + compressor.flush()
+    if method == ZSTD:
+        result: bytes = zstd_module().compress(data, level=3 if level is None else level)
+        return result
+    if method == STORED:
+        return data
+    raise ValueError(f"unsupported zip method {method}")
+
+
 def zstd_module() -> ModuleType:
     """``compression.zstd`` on Python 3.14+, ``backports.zstd`` before."""
     try:
@@ -392,13 +404,15 @@ class ZipWriter:
         dos_time: int,
         dos_date: int,
         external_attr: int = DEFAULT_FILE_MODE,
+        method: int = DEFLATED,
+        level: int | None = None,
     ) -> None:
-        """Add a new member, deflated at level 6 (deterministic for a given zlib)."""
-        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-        payload = compressor.compress(data) + compressor.flush()
+        """Add a new member: deflated (level 6 by default) or zstd (level 3 by default);
+        deterministic for a given zlib / libzstd."""
+        payload = compress(data, method, level)
         member = Member(
             name,
-            DEFLATED,
+            method,
             0,
             zlib.crc32(data),
             len(payload),

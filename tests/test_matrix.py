@@ -1,0 +1,263 @@
+"""Matrix expansion (axes, zip, exclude, include, templating) and bad matrices."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from wheelforge.errors import InvalidInput
+from wheelforge.matrix import Matrix, load_matrix
+
+Cli = Callable[..., tuple[int, str, str]]
+
+HEAD = """
+[project]
+path = "proj"
+python = ["3.11"]
+
+[variant.default-priorities]
+namespace = ["nvidia", "amd", "x86_64"]
+"""
+
+
+def write(tmp_path: Path, body: str, name: str = "m.toml") -> Path:
+    """``body`` goes after the [project] and [variant] tables; lines before a ``---``
+    line go at the top level, before them."""
+    (tmp_path / "proj").mkdir(exist_ok=True)
+    top, _, rest = body.rpartition("---\n")
+    path = tmp_path / name
+    path.write_text(top + HEAD + rest)
+    return path
+
+
+def matrix(tmp_path: Path, body: str) -> Matrix:
+    return load_matrix(write(tmp_path, body))
+
+
+CUDA_TEMPLATE = """
+[[variants]]
+id = "cuda{{ cuda }}-sm{{ sm }}"
+axes = ["cuda", "sm"]
+label = "cu{{ cuda | replace('.', '') }}_{{ sm }}"
+properties = ["nvidia :: cuda_version_lower_bound :: {{ cuda }}", "nvidia :: sm_arch :: {{ sm }}_real"]
+toolchain = "nvcc"
+toolchain-version = "{{ cuda }}"
+config-settings = { "cmake.define.CMAKE_CUDA_ARCHITECTURES" = "{{ sm }}-real", "cmake.define.N" = 3 }
+env = { CUDA_TAG = "cu{{ cuda }}" }
+requires-dist = ["nvidia-cuda-runtime-cu{{ cuda.split('.')[0] }}>={{ cuda }}"]
+"""
+
+
+def test_product_of_axes_and_templating(tmp_path: Path) -> None:
+    m = matrix(tmp_path, '[axes]\ncuda = ["12.8", "13.0"]\nsm = [80, 90]\n' + CUDA_TEMPLATE)
+    assert [j.id for j in m.jobs] == [
+        "cuda12.8-sm80",
+        "cuda12.8-sm90",
+        "cuda13.0-sm80",
+        "cuda13.0-sm90",
+    ]
+    job = m.jobs[1]
+    assert job.label == "cu128_90"
+    assert sorted(map(str, job.properties)) == [
+        "nvidia :: cuda_version_lower_bound :: 12.8",
+        "nvidia :: sm_arch :: 90_real",
+    ]
+    assert dict(job.config_settings) == {
+        "cmake.define.CMAKE_CUDA_ARCHITECTURES": "90-real",
+        "cmake.define.N": "3",
+    }
+    assert dict(job.env) == {"CUDA_TAG": "cu12.8"}
+    assert job.requires_dist == ("nvidia-cuda-runtime-cu12>=12.8",)
+    assert job.toolchain == "nvcc" and job.toolchain_version == "12.8"
+    assert dict(job.axes) == {"cuda": "12.8", "sm": "90"}
+    assert m.project == (tmp_path / "proj").resolve()
+
+
+def test_zip_exclude_include(tmp_path: Path) -> None:
+    top = 'zip = [["cuda", "sm"]]\nexclude = [{ cuda = "13.0" }]\ninclude = [{ cuda = "13.1", sm = "90" }]\n'
+    axes = '[axes]\ncuda = ["12.8", "13.0", "13.1"]\nsm = ["90", "100", "120"]\n'
+    m = load_matrix(write(tmp_path, top + "---\n" + axes + CUDA_TEMPLATE))
+    assert [j.id for j in m.jobs] == ["cuda12.8-sm90", "cuda13.1-sm120", "cuda13.1-sm90"]
+
+
+def test_null_plain_defaults_and_python_axis(tmp_path: Path) -> None:
+    body = """
+[defaults]
+compression = "zstd"
+config-settings = { "cmake.define.BACKEND" = "cpu" }
+
+[axes]
+level = ["v2", "v3"]
+
+[[variants]]
+kind = "plain"
+compression = "deflate"
+
+[[variants]]
+kind = "null"
+python = ["3.11", "3.12"]
+
+[[variants]]
+axes = ["level"]
+properties = ["x86_64 :: level :: {{ level }}"]
+repair-isa-check = false
+"""
+    m = matrix(tmp_path, body)
+    jobs = {j.id: j for j in m.jobs}
+    assert list(jobs) == ["plain", "null-py3.11", "null-py3.12", "40aba78e", "fa7c1393"]
+    assert jobs["plain"].label is None and jobs["plain"].compression == "deflate"
+    assert jobs["null-py3.12"].label == "null" and jobs["null-py3.12"].python == "3.12"
+    assert jobs["fa7c1393"].compression == "zstd" and not jobs["fa7c1393"].repair_isa_check
+    assert dict(jobs["fa7c1393"].config_settings) == {"cmake.define.BACKEND": "cpu"}
+
+
+def test_pyproject_tool_table(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\n\n[tool.wheelforge]\n[[tool.wheelforge.variants]]\nkind = "null"\n'
+    )
+    m = load_matrix(pyproject)
+    assert m.project == tmp_path.resolve() and [j.id for j in m.jobs] == ["null"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[[variants]]\nkind = "null"\nconfig-setings = {}\n',
+            "m.toml: variants[0].config-setings: unknown key (did you mean 'config-settings'?); expected one of id, kind, axes,",
+        ),
+        (
+            'colour = 1\n---\n[[variants]]\nkind = "null"\n',
+            "m.toml: colour: unknown key; expected one of project, variant, axes, zip, exclude, include, defaults, variants",
+        ),
+        (
+            '[[variants]]\nkind = "nul"\n',
+            "m.toml: variants[0].kind: expected one of variant, null, plain, got 'nul' (did you mean 'null'?)",
+        ),
+        (
+            '[[variants]]\naxes = ["cuda"]\nproperties = ["x86_64 :: level :: v3"]\n',
+            "m.toml: variants[0].axes: unknown axis 'cuda'; axes: none",
+        ),
+        (
+            '[axes]\ncuda = ["13.0"]\n[[variants]]\naxes = ["cuda"]\nproperties = ["nvidia :: cuda_version_lower_bound :: {{ cudaa }}"]\n',
+            "m.toml: variants[0].properties[0]: template error: 'cudaa' is undefined (axes here: cuda, python)",
+        ),
+        (
+            '[[variants]]\nproperties = ["nvidia :: cuda"]\n',
+            "m.toml: variants[0].properties[0]: variant property 'nvidia :: cuda': expected 'namespace :: feature :: value'",
+        ),
+        (
+            '[[variants]]\nlabel = "CU"\nproperties = ["nvidia :: cuda_version_lower_bound :: 13.0"]\n',
+            "m.toml: variants[0].label: variant label 'CU': expected lowercase letters",
+        ),
+        (
+            '[[variants]]\nproperties = ["aarch64 :: version :: 8a"]\n',
+            "m.toml: variants[0].properties: namespace 'aarch64' is not in variant.default-priorities.namespace (nvidia, amd, x86_64)",
+        ),
+        (
+            '[[variants]]\nkind = "null"\nlabel = "x"\n',
+            "m.toml: variants[0].label: not allowed for kind = 'null'",
+        ),
+        (
+            '[[variants]]\nkind = "plain"\ncompression = "zstd"\n',
+            "m.toml: variants[0].compression: expected deflate for the plain wheel: pip on CPython < 3.14 cannot read zstd members",
+        ),
+        (
+            '[[variants]]\nkind = "null"\ntoolchain = "clang"\n',
+            "m.toml: variants[0].toolchain: expected one of host, nvcc, hipcc, got 'clang'",
+        ),
+        (
+            '[[variants]]\nkind = "null"\n[[variants]]\nkind = "null"\n',
+            "m.toml: variants[1].id: job id 'null' is also produced by variants[0]; expected unique ids",
+        ),
+        (
+            '[[variants]]\nlabel = "a"\nproperties = ["x86_64 :: level :: v3"]\n[[variants]]\nid = "b"\nlabel = "a"\nproperties = ["x86_64 :: level :: v2"]\n',
+            "m.toml: variants[1]: label 'a' of job 'b' has other properties than job 'a'; expected one property set per label",
+        ),
+        ('[axes]\na = ["1", "2"]\nb = ["1"]\n[[variants]]\nkind = "null"\n', None),
+        (
+            'zip = [["a", "b"]]\n---\n[axes]\na = ["1", "2"]\nb = ["1"]\n[[variants]]\nkind = "null"\n',
+            "m.toml: zip[0]: expected zipped axes of equal length; got a=2, b=1",
+        ),
+        (
+            'zip = [["a", "c"]]\n---\n[axes]\na = ["1"]\nb = ["1"]\n[[variants]]\nkind = "null"\n',
+            "m.toml: zip[0]: unknown axis 'c'",
+        ),
+        (
+            'exclude = [{ cuda = "1" }]\n---\n[axes]\na = ["1"]\n[[variants]]\nkind = "null"\n',
+            "m.toml: exclude[0].cuda: unknown key; expected one of a",
+        ),
+        (
+            'colour = 1\n[[variants]]\nkind = "null"\n',
+            "m.toml: variant.default-priorities.colour: unknown key; expected namespace",
+        ),
+        (
+            '[axes]\ncuda = []\n[[variants]]\nkind = "null"\n',
+            "m.toml: axes.cuda: expected a non-empty list of strings or numbers",
+        ),
+        (
+            "",
+            "m.toml: variants: expected an array of tables ([[variants]]) with at least one entry",
+        ),
+        (
+            '[[variants]]\nproperties = ["x86_64 :: level :: v3"]\nrepair-isa-check = "no"\n',
+            "m.toml: variants[0].repair-isa-check: expected true or false",
+        ),
+    ],
+)
+def test_bad_matrices(tmp_path: Path, body: str, message: str | None) -> None:
+    path = write(tmp_path, body)
+    if message is None:
+        load_matrix(path)
+        return
+    with pytest.raises(InvalidInput) as info:
+        load_matrix(path)
+    assert info.value.message.startswith(f"{path}: ") or info.value.message.startswith(str(path))
+    assert message.replace("m.toml", str(path), 1) in info.value.message
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="no such matrix file"):
+        load_matrix(tmp_path / "nope.toml")
+    broken = tmp_path / "b.toml"
+    broken.write_text("[project\n")
+    with pytest.raises(InvalidInput, match=r"b.toml: not valid TOML"):
+        load_matrix(broken)
+
+
+def test_plan_formats(tmp_path: Path, cli: Cli) -> None:
+    path = write(tmp_path, '[axes]\ncuda = ["12.8", "13.0"]\nsm = ["90"]\n' + CUDA_TEMPLATE)
+    code, out, _ = cli("plan", "--matrix", path, "--format", "github")
+    assert code == 0
+    assert json.loads(out) == {
+        "include": [
+            {"id": "cuda12.8-sm90", "label": "cu128_90", "toolchain": "nvcc", "python": "3.11"},
+            {"id": "cuda13.0-sm90", "label": "cu130_90", "toolchain": "nvcc", "python": "3.11"},
+        ]
+    }
+    code, out, _ = cli("plan", "--matrix", path, "--format", "json")
+    assert [j["id"] for j in json.loads(out)] == ["cuda12.8-sm90", "cuda13.0-sm90"]
+    code, out, _ = cli("plan", "--matrix", path)
+    assert out.splitlines()[0].split() == [
+        "job",
+        "kind",
+        "label",
+        "properties",
+        "toolchain",
+        "python",
+        "compression",
+    ]
+    assert "cu130_90" in out
+    code, _, err = cli("plan", "--matrix", tmp_path / "missing.toml")
+    assert code == 2 and "no such matrix file" in err
+
+
+def test_unknown_only_job(tmp_path: Path, cli: Cli) -> None:
+    path = write(tmp_path, '[[variants]]\nkind = "null"\n')
+    code, _, err = cli("build", "--matrix", path, "--only", "nul", "--out", tmp_path / "dist")
+    assert code == 2
+    assert f"{path}: no job 'nul' (did you mean 'null'?); jobs: null" in err

@@ -1,0 +1,87 @@
+"""The manifest beside the wheels in ``dist/``: what each job produced, from what.
+
+Separate CI jobs hand it to the publish job; a re-run replaces its own jobs' entries
+(and their old files) and keeps the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import atomic_write
+from wheelforge.matrix import Job
+
+MANIFEST_NAME = "wheelforge-manifest.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    job: str
+    kind: str
+    label: str | None
+    properties: list[str]
+    python: str
+    file: str
+    sha256: str
+    size: int
+    compression: str
+    input_hash: str
+    log: str | None
+
+    @classmethod
+    def of(cls, job: Job, wheel: Path, *, key: str, log: Path | None) -> Artifact:
+        digest = hashlib.sha256()
+        with open(wheel, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return cls(
+            job=job.id,
+            kind=job.kind,
+            label=job.label,
+            properties=sorted(str(p) for p in job.properties),
+            python=job.python,
+            file=wheel.name,
+            sha256=digest.hexdigest(),
+            size=wheel.stat().st_size,
+            compression=job.compression,
+            input_hash=key,
+            log=str(log) if log is not None else None,
+        )
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST_NAME
+    if not path.exists():
+        return {"version": 1, "artifacts": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise InvalidInput(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
+        raise InvalidInput(f"{path}: expected an object with an 'artifacts' list")
+    return data
+
+
+def update_manifest(out: Path, artifacts: Sequence[Artifact], *, matrix: Path) -> Path:
+    """Replace the entries of these jobs (removing files they no longer produce)."""
+    data = read_manifest(out)
+    new = {a.job: a for a in artifacts}
+    kept = []
+    for entry in data["artifacts"]:
+        replacement = new.get(entry.get("job"))
+        if replacement is None:
+            kept.append(entry)
+        elif entry.get("file") != replacement.file:
+            (out / str(entry.get("file"))).unlink(missing_ok=True)
+    entries = kept + [asdict(a) for a in artifacts]
+    entries.sort(key=lambda e: str(e.get("job")))
+    document = {"version": 1, "matrix": str(matrix), "artifacts": entries}
+    path = out / MANIFEST_NAME
+    atomic_write(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    return path

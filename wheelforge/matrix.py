@@ -1,0 +1,453 @@
+"""Matrix files: a declarative set of variants, expanded into build jobs.
+
+Axes in the manner of conda-build's variant files (list-valued axes, ``zip`` of axes,
+``exclude`` and ``include`` entries), and per-variant values templated from axis
+values with jinja2. Pure apart from reading the file; every error names the file,
+the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from wheelforge.errors import InvalidInput
+from wheelforge.variants.config import config_from_table, default_config
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.metadata import VariantMetadata
+from wheelforge.variants.properties import VariantProperty
+
+KINDS = ("variant", "null", "plain")
+TOOLCHAINS = ("host", "nvcc", "hipcc")
+COMPRESSIONS = ("deflate", "zstd")
+
+_TOP_KEYS = ("project", "variant", "axes", "zip", "exclude", "include", "defaults", "variants")
+_PROJECT_KEYS = ("path", "python", "platform")
+_VARIANT_KEYS = (
+    "id",
+    "kind",
+    "axes",
+    "label",
+    "properties",
+    "toolchain",
+    "toolchain-version",
+    "config-settings",
+    "env",
+    "requires-dist",
+    "repair-exclude",
+    "repair-isa-check",
+    "compression",
+    "python",
+)
+_DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One build: a variant (or the null variant, or the plain wheel) for one Python."""
+
+    id: str
+    kind: str
+    label: str | None  # None for the plain wheel
+    properties: frozenset[VariantProperty]
+    python: str
+    toolchain: str = "host"
+    toolchain_version: str | None = None
+    config_settings: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    requires_dist: tuple[str, ...] = ()
+    repair_exclude: tuple[str, ...] = ()
+    repair_isa_check: bool = True
+    compression: str = "deflate"
+    axes: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "properties": sorted(str(p) for p in self.properties),
+            "python": self.python,
+            "toolchain": self.toolchain,
+            "toolchain-version": self.toolchain_version,
+            "config-settings": dict(self.config_settings),
+            "env": dict(self.env),
+            "requires-dist": list(self.requires_dist),
+            "repair-exclude": list(self.repair_exclude),
+            "repair-isa-check": self.repair_isa_check,
+            "compression": self.compression,
+            "axes": dict(self.axes),
+        }
+
+
+@dataclass(frozen=True)
+class Matrix:
+    source: Path
+    project: Path
+    platform: str | None
+    config: VariantMetadata
+    jobs: tuple[Job, ...] = field(default=())
+
+    def select(self, ids: Sequence[str]) -> list[Job]:
+        known = {job.id: job for job in self.jobs}
+        for job_id in ids:
+            if job_id not in known:
+                raise InvalidInput(
+                    f"{self.source}: no job {job_id!r}{_did_you_mean(job_id, known)}; "
+                    f"jobs: {', '.join(known)}"
+                )
+        return [job for job in self.jobs if not ids or job.id in ids]
+
+
+def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, path: str, expected: str) -> InvalidInput:
+        return InvalidInput(f"{self.source}: {path}: {expected}")
+
+    def keys(self, table: Mapping[str, Any], path: str, allowed: Sequence[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else key
+                raise self.fail(
+                    where,
+                    f"unknown key{_did_you_mean(key, allowed)}; expected one of "
+                    f"{', '.join(allowed)}",
+                )
+
+    def table(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, "expected a table")
+        return value
+
+    def strings(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(path, "expected a list of strings")
+        return value
+
+    def string(self, value: Any, path: str, choices: Sequence[str] | None = None) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, "expected a string")
+        if choices is not None and value not in choices:
+            raise self.fail(
+                path,
+                f"expected one of {', '.join(choices)}, got {value!r}"
+                f"{_did_you_mean(value, choices)}",
+            )
+        return value
+
+
+class _Renderer:
+    def __init__(self, checker: _Checker) -> None:
+        self.checker = checker
+        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+    def __call__(self, text: str, context: Mapping[str, str], path: str) -> str:
+        try:
+            return self.env.from_string(text).render(context)
+        except jinja2.UndefinedError as err:
+            names = ", ".join(context) or "none"
+            raise self.checker.fail(
+                path, f"template error: {err.message} (axes here: {names})"
+            ) from None
+        except jinja2.TemplateError as err:
+            raise self.checker.fail(path, f"template error: {err}") from None
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Read a matrix file, or a ``pyproject.toml`` with a ``[tool.wheelforge]`` table."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such matrix file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    if path.name == "pyproject.toml":
+        table = document.get("tool", {}).get("wheelforge")
+        if table is None:
+            raise InvalidInput(f"{path}: expected a [tool.wheelforge] table")
+        return parse_matrix(table, source=path, default_project=".")
+    return parse_matrix(document, source=path)
+
+
+def parse_matrix(
+    document: Mapping[str, Any], *, source: Path, default_project: str | None = None
+) -> Matrix:
+    check = _Checker(source)
+    check.keys(document, "", _TOP_KEYS)
+    project = check.table(document.get("project", {}), "project")
+    check.keys(project, "project", _PROJECT_KEYS)
+    project_path = project.get("path", default_project)
+    if project_path is None:
+        raise check.fail("project.path", "expected the path of the project to build")
+    project_dir = (source.parent / check.string(project_path, "project.path")).resolve()
+    pythons = check.strings(project.get("python", ["3"]), "project.python")
+    platform = project.get("platform")
+    if platform is not None:
+        check.string(platform, "project.platform")
+
+    config = (
+        config_from_table(document["variant"], source=str(source))
+        if "variant" in document
+        else default_config()
+    )
+    axes = _axes(check, document)
+    zips = _zips(check, document, axes)
+    excludes = _entries(check, document, "exclude", axes)
+    includes = _entries(check, document, "include", axes)
+    defaults = check.table(document.get("defaults", {}), "defaults")
+    check.keys(defaults, "defaults", _DEFAULTABLE)
+
+    render = _Renderer(check)
+    jobs: list[Job] = []
+    origin: dict[str, str] = {}
+    variants = document.get("variants")
+    if not isinstance(variants, list) or not variants:
+        raise check.fail(
+            "variants", "expected an array of tables ([[variants]]) with at least one entry"
+        )
+    for index, entry in enumerate(variants):
+        path = f"variants[{index}]"
+        template = check.table(entry, path)
+        check.keys(template, path, _VARIANT_KEYS)
+        merged = {**defaults, **template}
+        own_axes = check.strings(merged.get("axes", []), f"{path}.axes")
+        for axis in own_axes:
+            if axis not in axes:
+                raise check.fail(
+                    f"{path}.axes",
+                    f"unknown axis {axis!r}{_did_you_mean(axis, axes)}; "
+                    f"axes: {', '.join(axes) or 'none'}",
+                )
+        own_pythons = check.strings(merged.get("python", pythons), f"{path}.python")
+        for combo in _combinations(own_axes, axes, zips, excludes, includes):
+            for python in own_pythons:
+                context = {**combo, "python": python}
+                job = _job(check, render, merged, path, context, config, len(own_pythons) > 1)
+                if job.id in origin:
+                    raise check.fail(
+                        f"{path}.id",
+                        f"job id {job.id!r} is also produced by "
+                        f"{origin[job.id]}; expected unique ids",
+                    )
+                origin[job.id] = path
+                jobs.append(job)
+    _check_labels(check, jobs, origin)
+    return Matrix(source, project_dir, platform, config, tuple(jobs))
+
+
+def _axes(check: _Checker, document: Mapping[str, Any]) -> dict[str, list[str]]:
+    axes = check.table(document.get("axes", {}), "axes")
+    result = {}
+    for name, values in axes.items():
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values)
+        ):
+            raise check.fail(f"axes.{name}", "expected a non-empty list of strings or numbers")
+        result[name] = [str(v) for v in values]
+    return result
+
+
+def _zips(
+    check: _Checker, document: Mapping[str, Any], axes: Mapping[str, list[str]]
+) -> list[list[str]]:
+    zips = document.get("zip", [])
+    if not isinstance(zips, list):
+        raise check.fail("zip", 'expected a list of axis lists, e.g. [["cuda", "sm"]]')
+    seen: set[str] = set()
+    for i, group in enumerate(zips):
+        names = check.strings(group, f"zip[{i}]")
+        if len(names) < 2:
+            raise check.fail(f"zip[{i}]", "expected at least two axes to zip")
+        for name in names:
+            if name not in axes:
+                raise check.fail(f"zip[{i}]", f"unknown axis {name!r}{_did_you_mean(name, axes)}")
+            if name in seen:
+                raise check.fail(f"zip[{i}]", f"axis {name!r} is already zipped")
+            seen.add(name)
+        lengths = {len(axes[name]) for name in names}
+        if len(lengths) != 1:
+            raise check.fail(
+                f"zip[{i}]",
+                "expected zipped axes of equal length; got "
+                + ", ".join(f"{n}={len(axes[n])}" for n in names),
+            )
+    return zips
+
+
+def _entries(
+    check: _Checker, document: Mapping[str, Any], key: str, axes: Mapping[str, list[str]]
+) -> list[dict[str, str]]:
+    entries = document.get(key, [])
+    if not isinstance(entries, list):
+        raise check.fail(key, "expected an array of tables")
+    result = []
+    for i, entry in enumerate(entries):
+        table = check.table(entry, f"{key}[{i}]")
+        check.keys(table, f"{key}[{i}]", list(axes))
+        if not table:
+            raise check.fail(f"{key}[{i}]", "expected at least one axis = value")
+        result.append({name: str(value) for name, value in table.items()})
+    return result
+
+
+def _combinations(
+    own: Sequence[str],
+    axes: Mapping[str, list[str]],
+    zips: Sequence[Sequence[str]],
+    excludes: Sequence[Mapping[str, str]],
+    includes: Sequence[Mapping[str, str]],
+) -> list[dict[str, str]]:
+    if not own:
+        return [{}]
+    groups: list[list[dict[str, str]]] = []
+    done: set[str] = set()
+    for axis in own:
+        if axis in done:
+            continue
+        group = next((z for z in zips if axis in z), [axis])
+        members = [name for name in group if name in own]
+        done.update(members)
+        length = len(axes[axis])
+        groups.append([{name: axes[name][i] for name in members} for i in range(length)])
+    combos = [
+        {k: v for part in parts for k, v in part.items()} for parts in itertools.product(*groups)
+    ]
+    combos = [
+        combo
+        for combo in combos
+        if not any(
+            set(ex) <= set(own) and all(combo[k] == v for k, v in ex.items()) for ex in excludes
+        )
+    ]
+    for extra in includes:
+        if set(extra) == set(own) and extra not in combos:
+            combos.append(dict(extra))
+    return combos
+
+
+def _job(
+    check: _Checker,
+    render: _Renderer,
+    entry: Mapping[str, Any],
+    path: str,
+    context: Mapping[str, str],
+    config: VariantMetadata,
+    python_in_id: bool,
+) -> Job:
+    kind = check.string(entry.get("kind", "variant"), f"{path}.kind", KINDS)
+
+    def text(key: str, default: str | None = None) -> str | None:
+        value = entry.get(key, default)
+        if value is None:
+            return None
+        return render(check.string(value, f"{path}.{key}"), context, f"{path}.{key}")
+
+    def texts(key: str) -> tuple[str, ...]:
+        values = check.strings(entry.get(key, []), f"{path}.{key}")
+        return tuple(render(v, context, f"{path}.{key}[{i}]") for i, v in enumerate(values))
+
+    def mapping(key: str) -> tuple[tuple[str, str], ...]:
+        table = check.table(entry.get(key, {}), f"{path}.{key}")
+        out = []
+        for name, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise check.fail(f"{path}.{key}.{name}", "expected a string")
+            out.append((name, render(str(value), context, f"{path}.{key}.{name}")))
+        return tuple(sorted(out))
+
+    properties: frozenset[VariantProperty] = frozenset()
+    for i, prop in enumerate(texts("properties")):
+        try:
+            properties |= {VariantProperty.parse(prop)}
+        except InvalidInput as err:
+            raise check.fail(f"{path}.properties[{i}]", err.message) from None
+    label = text("label")
+    if kind == "variant":
+        if not properties:
+            raise check.fail(
+                f"{path}.properties",
+                "expected at least one property for a variant "
+                '(use kind = "null" for the null variant)',
+            )
+        label = label or default_label(properties)
+        try:
+            validate_label(label)
+        except InvalidInput as err:
+            raise check.fail(f"{path}.label", err.message) from None
+        if label == NULL_LABEL:
+            raise check.fail(f"{path}.label", "'null' is reserved for kind = \"null\"")
+        missing = sorted({p.namespace for p in properties} - set(config.namespace_priorities))
+        if missing:
+            raise check.fail(
+                f"{path}.properties",
+                f"namespace {missing[0]!r} is not in "
+                f"variant.default-priorities.namespace "
+                f"({', '.join(config.namespace_priorities)})",
+            )
+    else:
+        for key in ("label", "properties"):
+            if key in entry:
+                raise check.fail(f"{path}.{key}", f"not allowed for kind = {kind!r}")
+        label = NULL_LABEL if kind == "null" else None
+    compression = check.string(
+        entry.get("compression", "deflate"), f"{path}.compression", COMPRESSIONS
+    )
+    if kind == "plain" and compression == "zstd":
+        raise check.fail(
+            f"{path}.compression",
+            "expected deflate for the plain wheel: pip on CPython < 3.14 cannot read zstd members",
+        )
+    isa_check = entry.get("repair-isa-check", True)
+    if not isinstance(isa_check, bool):
+        raise check.fail(f"{path}.repair-isa-check", "expected true or false")
+    python = context["python"]
+    default_id = label if label is not None else "plain"
+    job_id = text("id", default_id) or default_id
+    if python_in_id:
+        job_id = f"{job_id}-py{python}"
+    return Job(
+        id=job_id,
+        kind=kind,
+        label=label,
+        properties=properties,
+        python=python,
+        toolchain=check.string(entry.get("toolchain", "host"), f"{path}.toolchain", TOOLCHAINS),
+        toolchain_version=text("toolchain-version"),
+        config_settings=mapping("config-settings"),
+        env=mapping("env"),
+        requires_dist=texts("requires-dist"),
+        repair_exclude=texts("repair-exclude"),
+        repair_isa_check=isa_check,
+        compression=compression,
+        axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
+    )
+
+
+def _check_labels(check: _Checker, jobs: Sequence[Job], origin: Mapping[str, str]) -> None:
+    by_label: dict[str, Job] = {}
+    for job in jobs:
+        if job.label is None:
+            continue
+        other = by_label.setdefault(job.label, job)
+        if other.properties != job.properties:
+            raise check.fail(
+                origin[job.id],
+                f"label {job.label!r} of job {job.id!r} has other properties than "
+                f"job {other.id!r}; expected one property set per label",
+            )
