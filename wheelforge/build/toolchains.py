@@ -14,6 +14,9 @@ from wheelforge.errors import InvalidInput
 from wheelforge.matrix import Job
 
 
+_DEFAULT_CUDA_HOME = Path("/usr/local/cuda")
+
+
 @dataclass(frozen=True)
 class Toolchain:
     """A resolved toolchain: its version (part of the cache key) and the environment
@@ -41,7 +44,7 @@ def _nvcc(job: Job) -> Toolchain:
     on_path = shutil.which("nvcc")
     if on_path:
         candidates.append(Path(on_path))
-    candidates.append(Path("/usr/local/cuda/bin/nvcc"))
+    candidates.append(_DEFAULT_CUDA_HOME / "bin" / "nvcc")
     found = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
     if found is None:
         raise InvalidInput(

@@ -1,0 +1,358 @@
+"""End to end: the bundled example matrix built for real (gcc, nvcc, hipcc, auditwheel),
+tagged, compressed, then installed by the real uv under simulated hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wheelforge.cli import main
+from wheelforge.variants import supported
+from wheelforge.variants.metadata import loads
+from wheelforge.variants.ranking import best
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "matrix" / "example.toml"
+BIN = Path(sys.executable).parent
+UV = BIN / "uv"
+
+
+def wf(*args: str | Path) -> int:
+    return main([str(a) for a in args])
+
+
+def build(matrix: Path, out: Path, cache: Path, work: Path, *extra: str) -> int:
+    return wf(
+        "build", "--matrix", matrix, "--out", out, "--cache-dir", cache, "--work-dir", work, *extra
+    )
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    base = tmp_path_factory.mktemp("example")
+    out = base / "dist"
+    assert build(EXAMPLE, out, base / "cache", base / "work", "-j", "2") == 0
+    yield out
+
+
+def wheels(dist: Path) -> dict[str | None, Path]:
+    """label (None for the plain wheel) -> wheel"""
+    result: dict[str | None, Path] = {}
+    for path in dist.glob("*.whl"):
+        parts = path.name[:-4].split("-")
+        result[parts[5] if len(parts) == 6 else None] = path
+    return result
+
+
+def native_library(wheel: Path, tmp_path: Path) -> Path:
+    from backports.zstd import zipfile as zstd_zipfile  # reads zstd members on 3.11
+
+    with zstd_zipfile.ZipFile(wheel) as zf:
+        data = zf.read("vecadd/libvecadd.so")
+    target = tmp_path / f"{wheel.stem}.so"
+    target.write_bytes(data)
+    return target
+
+
+def readelf(flag: str, path: Path) -> str:
+    return subprocess.run(
+        ["readelf", flag, str(path)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_one_wheel_per_variant_with_manifest(dist: Path) -> None:
+    found = wheels(dist)
+    assert set(found) == {None, "null", "x86_64_v3", "cu130", "rocm52"}
+    manifest = json.loads((dist / "wheelforge-manifest.json").read_text())
+    by_job = {a["job"]: a for a in manifest["artifacts"]}
+    assert set(by_job) == {"plain", "cpu", "cpu-x86-64-v3", "cuda13.0", "rocm"}
+    for artifact in by_job.values():
+        wheel = dist / artifact["file"]
+        assert wheel.stat().st_size == artifact["size"]
+        assert len(artifact["sha256"]) == 64 and len(artifact["input_hash"]) == 64
+    assert (
+        by_job["cuda13.0"]["compression"] == "zstd" and by_job["plain"]["compression"] == "deflate"
+    )
+    variants = json.loads((dist / "vecadd-0.1.0-variants.json").read_text())
+    assert set(variants["variants"]) == {"null", "x86_64_v3", "cu130", "rocm52"}
+
+
+def test_shared_objects_carry_their_device_code(dist: Path, tmp_path: Path) -> None:
+    found = wheels(dist)
+    cuda = native_library(found["cu130"], tmp_path)
+    assert ".nv_fatbin" in readelf("-S", cuda)
+    rocm = native_library(found["rocm52"], tmp_path)
+    assert ".hip_fatbin" in readelf("-S", rocm)
+    assert "libamdhip64.so.5" in readelf("-d", rocm)  # excluded from repair, not grafted
+    assert "x86 ISA needed: x86-64-v3" in readelf(
+        "-n", native_library(found["x86_64_v3"], tmp_path)
+    )
+    baseline = native_library(found[None], tmp_path)
+    assert ".nv_fatbin" not in readelf("-S", baseline) and "x86-64-v3" not in readelf(
+        "-n", baseline
+    )
+    with zipfile.ZipFile(found["rocm52"]) as zf:
+        assert not any("amdhip64" in name for name in zf.namelist())
+
+
+def test_each_wheel_is_tagged_and_verifies(dist: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert wf("inspect", dist, "--json") == 0
+    reports = {r["label"]: r for r in json.loads(capsys.readouterr().out)}
+    assert reports["cu130"]["properties"] == ["nvidia :: cuda_version_lower_bound :: 13.0"]
+    assert reports["rocm52"]["properties"] == [
+        "amd :: gfx_arch :: gfx1030",
+        "amd :: gfx_arch :: gfx90a",
+    ]
+    assert reports["x86_64_v3"]["properties"] == ["x86_64 :: level :: v3"]
+    assert set(reports["cu130"]["compression"]["payload"]) == {"zstd"}
+    assert set(reports["cu130"]["compression"]["dist-info"]) == {"deflate"}
+    assert set(reports[None]["compression"]["payload"]) == {"deflate"}
+    assert all(r["record_ok"] and r["problem"] is None for r in reports.values())
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NV_VARIANT_PROVIDER_", "UV_", "PIP_", "VIRTUAL_ENV"))
+    }
+    env.update(
+        UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+        UV_NO_CONFIG="1",
+        UV_OFFLINE="1",
+        UV_PYTHON_DOWNLOADS="never",
+    )
+    return env
+
+
+def _run_in(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    "driver", [None, "12.8", "13.0"], ids=["no-gpu", "driver-12.8", "driver-13.0"]
+)
+def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: str | None) -> None:
+    meta = loads((dist / "vecadd-0.1.0-variants.json").read_bytes(), source="variants.json")
+    level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
+    machine = {"nvidia": supported.nvidia(driver), "x86_64": supported.x86_64(level)}
+    expected = best(meta, machine, plain=True)
+    assert expected is not None and expected.label is not None
+    if driver == "13.0":
+        assert expected.label == "cu130"
+    env = _clean_env(tmp_path)
+    if driver is not None:
+        env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [str(UV), "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+    )
+    result = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "-v",
+            "--preview-features",
+            "wheel-variants",
+            "--no-index",
+            "--find-links",
+            str(dist),
+            "--python",
+            str(venv / "bin" / "python"),
+            "vecadd",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"-{expected.label}.whl" in next(
+        line for line in result.stderr.splitlines() if "Selecting: vecadd" in line
+    )
+    backend = {"cu130": "cuda", "x86_64_v3": "cpu-x86-64-v3", "null": "cpu"}[expected.label]
+    probe = _run_in(venv, "import vecadd; print(vecadd.backend())")
+    assert probe.stdout.strip() == backend, probe.stderr
+    computed = _run_in(venv, "import vecadd; print(vecadd.add([1, 2], [3, 4]))")
+    if backend == "cuda":  # no GPU on this machine: a clear error, not a crash
+        assert (
+            computed.returncode == 1
+            and "RuntimeError: vecadd was built for CUDA" in computed.stderr
+        )
+    else:
+        assert computed.stdout.strip() == "[4.0, 6.0]", computed.stderr
+
+
+def test_pip_installs_the_plain_fallback(dist: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    env = _clean_env(tmp_path) | {"PIP_CONFIG_FILE": os.devnull}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            str(dist),
+            "--target",
+            str(target),
+            "vecadd",
+        ],
+        env=env,
+        check=True,
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", "import vecadd; print(vecadd.backend(), vecadd.add([1], [2]))"],
+        env={**env, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["cpu", "[3.0]"]
+    assert not list(target.glob("vecadd-*.dist-info/variant.json"))
+
+
+# -- keep-going, cache, fan-out: on a CPU-only matrix of the same project -------------
+
+CPU_MATRIX = """
+[project]
+path = "{project}"
+python = ["3"]
+
+[variant.default-priorities]
+namespace = ["x86_64"]
+
+[axes]
+level = ["v3"]
+
+[[variants]]
+id = "plain"
+kind = "plain"
+
+[[variants]]
+id = "cpu"
+kind = "null"
+
+[[variants]]
+id = "cpu-{{{{ level }}}}"
+axes = ["level"]
+label = "x86_64_{{{{ level }}}}"
+properties = ["x86_64 :: level :: {{{{ level }}}}"]
+config-settings = {{ "cmake.define.VECADD_CPU_LEVEL" = "{{{{ level }}}}"{extra} }}
+repair-isa-check = false
+compression = "zstd"
+"""
+
+
+def cpu_matrix(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "cpu.toml"
+    path.write_text(CPU_MATRIX.format(project=ROOT / "examples" / "vecadd", extra=extra))
+    return path
+
+
+def test_broken_variant_with_keep_going(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    matrix = cpu_matrix(tmp_path, extra=', "cmake.define.VECADD_BACKEND" = "bogus"')
+    out = tmp_path / "dist"
+    code = build(matrix, out, tmp_path / "cache", tmp_path / "work", "--keep-going", "-j", "2")
+    assert code == 1
+    err = capsys.readouterr().err
+    log = tmp_path / "work" / "logs" / "cpu-v3.log"
+    assert f"error: job cpu-v3: build failed (exit code 1); see {log}" in err
+    assert "VECADD_BACKEND must be cpu, cuda or rocm" in log.read_text()
+    assert set(wheels(out)) == {None, "null"}
+
+
+def test_cached_rerun_invokes_no_compiler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compiler shims on PATH that record each compile, then run the real compiler.
+    shims, calls = tmp_path / "shims", tmp_path / "compiler-calls.txt"
+    shims.mkdir()
+    for name in ("cc", "c++", "gcc", "g++"):
+        real = shutil.which(name)
+        assert real is not None
+        (shims / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexec {real} "$@"\n')
+        (shims / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+
+    def compiles() -> int:
+        return (
+            sum(1 for line in calls.read_text().splitlines() if " -c " in f" {line} ")
+            if calls.exists()
+            else 0
+        )
+
+    args = (tmp_path / "dist", tmp_path / "cache", tmp_path / "work", "--json")
+    assert build(cpu_matrix(tmp_path), *args) == 0
+    first = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert first == {
+        "plain": "built",
+        "cpu": "cached",
+        "cpu-v3": "built",
+    }  # plain and null share a build
+    assert compiles() > 0
+    before = compiles()
+    before_bytes = {p.name: p.read_bytes() for p in (tmp_path / "dist").glob("*.whl")}
+
+    assert build(cpu_matrix(tmp_path), *args) == 0
+    second = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert second == {"plain": "cached", "cpu": "cached", "cpu-v3": "cached"}
+    assert compiles() == before
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dist").glob("*.whl")} == before_bytes
+
+    # Change one variant's settings: only that variant is compiled again.
+    assert build(cpu_matrix(tmp_path, extra=', "cmake.define.VECADD_UNUSED" = "1"'), *args) == 0
+    third = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert third == {"plain": "cached", "cpu": "cached", "cpu-v3": "built"}
+    assert compiles() > before
+
+
+def test_missing_toolchain_fails_before_any_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(BIN))  # no nvcc, no hipcc, no compilers
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "no-cuda"))
+    monkeypatch.setattr("wheelforge.build.toolchains._DEFAULT_CUDA_HOME", tmp_path / "no-cuda")
+    out = tmp_path / "dist"
+    code = build(EXAMPLE, out, tmp_path / "cache", tmp_path / "work", "--only", "cuda13.0")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        "error: variant cuda13.0 needs nvcc: not found on PATH or in CUDA_HOME "
+        "(install nvidia-cuda-nvcc or set CUDA_HOME)"
+    )
+    assert not (tmp_path / "work").exists() and not out.exists()
+
+
+def test_github_plan_fan_out_equals_single_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix = cpu_matrix(tmp_path)
+    assert wf("plan", "--matrix", matrix, "--format", "github") == 0
+    include = json.loads(capsys.readouterr().out)["include"]
+    single = tmp_path / "single"
+    assert build(matrix, single, tmp_path / "cache-single", tmp_path / "work-single") == 0
+    fanned: dict[str, str] = {}
+    for entry in include:  # each CI job: its own machine, cache and work directory
+        job = tmp_path / "jobs" / entry["id"]
+        assert build(matrix, job / "dist", job / "cache", job / "work", "--only", entry["id"]) == 0
+        for wheel in (job / "dist").glob("*.whl"):
+            fanned[wheel.name] = wheel.read_bytes().hex()
+    assert fanned == {w.name: w.read_bytes().hex() for w in single.glob("*.whl")}
