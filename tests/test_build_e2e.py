@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_readme import main_job
 from wheelforge.cli import main
 from wheelforge.variants import supported
 from wheelforge.variants.metadata import loads
@@ -41,7 +42,10 @@ def build(matrix: Path, out: Path, cache: Path, work: Path, *extra: str) -> int:
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("example")
     out = base / "dist"
-    assert build(EXAMPLE, out, base / "cache", base / "work", "-j", "2") == 0
+    # The README's main job, with its directories moved under the test's temporary one.
+    args = [str(ROOT / a) if a.endswith(".toml") else a for a in main_job()]
+    dirs = ["--out", out, "--cache-dir", base / "cache", "--work-dir", base / "work"]
+    assert wf(*args, *dirs, "-j", "2") == 0
     yield out
 
 

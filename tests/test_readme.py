@@ -1,4 +1,4 @@
-"""The README's quick start works as written (minus the install, done by the test setup)."""
+"""The README's commands work as written."""
 
 from __future__ import annotations
 
@@ -14,22 +14,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _console_commands() -> list[str]:
+def console_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     return re.findall(r"```console\n(.+?)\n```", readme, flags=re.S)
 
 
-def test_quick_start_main_job(tmp_path: Path) -> None:
-    main_job, test_command = _console_commands()[:2]
-    assert test_command == "python -m pip install -e '.[test]' && python -m pytest"
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert test_command in ci
-    install, _, job = main_job.partition(" && ")
+def main_job() -> list[str]:
+    """The quick start's main job, without the install: run by tests/test_build_e2e.py."""
+    install, _, job = console_commands()[0].partition(" && ")
     assert install == "python -m pip install ."
+    assert job == "wheelforge build --matrix matrix/example.toml"
+    return job.split()[1:]
+
+
+def test_quick_start_commands() -> None:
+    assert main_job() == ["build", "--matrix", "matrix/example.toml"]
+    test_command = console_commands()[1]
+    assert test_command == "python -m pip install -e '.[test]' && python -m pytest"
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_tagging_an_existing_wheel(tmp_path: Path) -> None:
+    command = console_commands()[2]
     shutil.copytree(ROOT / "examples" / "wheels", tmp_path / "examples" / "wheels")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
-        job, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     dist = tmp_path / "dist"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.errors import InvalidInput, WheelforgeError
-from wheelforge.render import emit_json, info, table
+from wheelforge.render import emit_json, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
 
 # Stage modules are imported by the command that needs them: start-up time counts
@@ -243,7 +243,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         workers=args.jobs,
         keep_going=args.keep_going,
     )
-    results = build_jobs(matrix, jobs, options, lambda job, message: info(f"[{job}] {message}"))
+    with job_progress([job.id for job in jobs]) as progress:
+        results = build_jobs(matrix, jobs, options, progress)
     if args.json:
         emit_json(
             [

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -37,3 +39,33 @@ def table(
 
 def info(message: str) -> None:
     sys.stderr.write(message + "\n")  # one write: lines from parallel jobs stay whole
+
+
+@contextmanager
+def job_progress(job_ids: Sequence[str]) -> Iterator[Callable[[str, str], None]]:
+    """A ``progress(job_id, message)`` callback: a live table of jobs on a terminal,
+    one plain line per message elsewhere (CI logs)."""
+    if not sys.stderr.isatty():
+        yield lambda job, message: info(f"[{job}] {message}")
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    state = dict.fromkeys(job_ids, "waiting")
+    lock = threading.Lock()
+
+    def render() -> Table:
+        view = Table("job", "status", box=None)
+        for job, message in state.items():
+            view.add_row(job, message)
+        return view
+
+    with Live(render(), console=Console(stderr=True), refresh_per_second=8) as live:
+
+        def update(job: str, message: str) -> None:
+            with lock:
+                state[job] = message
+                live.update(render())
+
+        yield update

@@ -13,7 +13,6 @@ from pathlib import Path
 from wheelforge.errors import InvalidInput
 from wheelforge.matrix import Job
 
-
 _DEFAULT_CUDA_HOME = Path("/usr/local/cuda")
 
 
