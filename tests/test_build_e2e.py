@@ -76,10 +76,10 @@ def readelf(flag: str, path: Path) -> str:
 
 def test_one_wheel_per_variant_with_manifest(dist: Path) -> None:
     found = wheels(dist)
-    assert set(found) == {None, "null", "x86_64_v3", "cu130", "rocm52"}
+    assert set(found) == {None, "null", "x86_64_v3", "cu130", "cu135", "rocm52"}
     manifest = json.loads((dist / "wheelforge-manifest.json").read_text())
     by_job = {a["job"]: a for a in manifest["artifacts"]}
-    assert set(by_job) == {"plain", "cpu", "cpu-x86-64-v3", "cuda13.0", "rocm"}
+    assert set(by_job) == {"plain", "cpu", "cpu-x86-64-v3", "cuda13.0", "cuda13.5", "rocm"}
     for artifact in by_job.values():
         wheel = dist / artifact["file"]
         assert wheel.stat().st_size == artifact["size"]
@@ -88,13 +88,15 @@ def test_one_wheel_per_variant_with_manifest(dist: Path) -> None:
         by_job["cuda13.0"]["compression"] == "zstd" and by_job["plain"]["compression"] == "deflate"
     )
     variants = json.loads((dist / "vecadd-0.1.0-variants.json").read_text())
-    assert set(variants["variants"]) == {"null", "x86_64_v3", "cu130", "rocm52"}
+    assert set(variants["variants"]) == {"null", "x86_64_v3", "cu130", "cu135", "rocm52"}
 
 
 def test_shared_objects_carry_their_device_code(dist: Path, tmp_path: Path) -> None:
     found = wheels(dist)
-    cuda = native_library(found["cu130"], tmp_path)
-    assert ".nv_fatbin" in readelf("-S", cuda)
+    for label in ("cu130", "cu135"):  # the machine's CUDA 13.0 and CUDA 13.5 from PyPI
+        cuda = native_library(found[label], tmp_path)
+        assert ".nv_fatbin" in readelf("-S", cuda)
+        assert "libcudart" not in readelf("-d", cuda)  # the runtime is linked statically
     rocm = native_library(found["rocm52"], tmp_path)
     assert ".hip_fatbin" in readelf("-S", rocm)
     assert "libamdhip64.so.5" in readelf("-d", rocm)  # excluded from repair, not grafted
@@ -146,7 +148,9 @@ def _run_in(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "driver", [None, "12.8", "13.0"], ids=["no-gpu", "driver-12.8", "driver-13.0"]
+    "driver",
+    [None, "12.8", "13.0", "13.5"],
+    ids=["no-gpu", "driver-12.8", "driver-13.0", "driver-13.5"],
 )
 def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: str | None) -> None:
     meta = loads((dist / "vecadd-0.1.0-variants.json").read_bytes(), source="variants.json")
@@ -154,8 +158,7 @@ def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: st
     machine = {"nvidia": supported.nvidia(driver), "x86_64": supported.x86_64(level)}
     expected = best(meta, machine, plain=True)
     assert expected is not None and expected.label is not None
-    if driver == "13.0":
-        assert expected.label == "cu130"
+    assert expected.label == {"13.0": "cu130", "13.5": "cu135"}.get(driver or "", expected.label)
     env = _clean_env(tmp_path)
     if driver is not None:
         env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
@@ -187,7 +190,9 @@ def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: st
     assert f"-{expected.label}.whl" in next(
         line for line in result.stderr.splitlines() if "Selecting: vecadd" in line
     )
-    backend = {"cu130": "cuda", "x86_64_v3": "cpu-x86-64-v3", "null": "cpu"}[expected.label]
+    backend = {"cu130": "cuda", "cu135": "cuda", "x86_64_v3": "cpu-x86-64-v3", "null": "cpu"}[
+        expected.label
+    ]
     probe = _run_in(venv, "import vecadd; print(vecadd.backend())")
     assert probe.stdout.strip() == backend, probe.stderr
     computed = _run_in(venv, "import vecadd; print(vecadd.add([1, 2], [3, 4]))")
@@ -334,8 +339,14 @@ def test_missing_toolchain_fails_before_any_build(
     monkeypatch.setenv("PATH", str(BIN))  # no nvcc, no hipcc, no compilers
     monkeypatch.setenv("CUDA_HOME", str(tmp_path / "no-cuda"))
     monkeypatch.setattr("wheelforge.build.toolchains._DEFAULT_CUDA_HOME", tmp_path / "no-cuda")
+    matrix = tmp_path / "system-only.toml"  # no fetching from PyPI: the system's nvcc or nothing
+    matrix.write_text(
+        EXAMPLE.read_text()
+        .replace('toolchain-source = "auto"', "")
+        .replace("../examples", str(ROOT / "examples"))
+    )
     out = tmp_path / "dist"
-    code = build(EXAMPLE, out, tmp_path / "cache", tmp_path / "work", "--only", "cuda13.0")
+    code = build(matrix, out, tmp_path / "cache", tmp_path / "work", "--only", "cuda13.0")
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == (

@@ -38,6 +38,7 @@ _VARIANT_KEYS = (
     "properties",
     "toolchain",
     "toolchain-version",
+    "toolchain-source",
     "config-settings",
     "env",
     "requires-dist",
@@ -60,6 +61,7 @@ class Job:
     python: str
     toolchain: str = "host"
     toolchain_version: str | None = None
+    toolchain_source: str = "system"  # "auto": fetch a missing CUDA version from PyPI
     config_settings: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     requires_dist: tuple[str, ...] = ()
@@ -77,6 +79,7 @@ class Job:
             "python": self.python,
             "toolchain": self.toolchain,
             "toolchain-version": self.toolchain_version,
+            "toolchain-source": self.toolchain_source,
             "config-settings": dict(self.config_settings),
             "env": dict(self.env),
             "requires-dist": list(self.requires_dist),
@@ -429,6 +432,9 @@ def _job(
         python=python,
         toolchain=check.string(entry.get("toolchain", "host"), f"{path}.toolchain", TOOLCHAINS),
         toolchain_version=text("toolchain-version"),
+        toolchain_source=check.string(
+            entry.get("toolchain-source", "system"), f"{path}.toolchain-source", ("system", "auto")
+        ),
         config_settings=mapping("config-settings"),
         env=mapping("env"),
         requires_dist=texts("requires-dist"),

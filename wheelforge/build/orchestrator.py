@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -73,7 +74,9 @@ def _python_version(python: str) -> str:
     return out.stdout.strip()
 
 
-def preflight(matrix: Matrix, jobs: Sequence[Job]) -> list[_Plan]:
+def preflight(
+    matrix: Matrix, jobs: Sequence[Job], toolchains_dir: Path, progress: Progress
+) -> list[_Plan]:
     """Resolve every job's toolchain and interpreter before anything is built."""
     if not matrix.project.is_dir():
         raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} is not a directory")
@@ -82,7 +85,7 @@ def preflight(matrix: Matrix, jobs: Sequence[Job]) -> list[_Plan]:
     source = source_digest(matrix.project)
     plans = []
     for job in jobs:
-        toolchain = resolve_toolchain(job)
+        toolchain = resolve_toolchain(job, toolchains_dir, functools.partial(progress, job.id))
         python = resolve_python(job)
         version = _python_version(python)
         plans.append(
@@ -165,7 +168,8 @@ def build_jobs(
     options: BuildOptions,
     progress: Progress,
 ) -> list[JobResult]:
-    plans = preflight(matrix, jobs)
+    toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
+    plans = preflight(matrix, jobs, toolchains_dir, progress)
     cache = BuildCache(options.cache_dir) if options.cache_dir is not None else None
     options.out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()

@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,13 @@ def _version(command: list[str], pattern: str) -> str:
     return match.group(1) if match else "unknown"
 
 
-def _nvcc(job: Job) -> Toolchain:
+def _nvcc_toolchain(nvcc: Path, version: str) -> Toolchain:
+    cuda_home = nvcc.resolve().parent.parent
+    env = (("CUDACXX", str(nvcc)), ("CUDA_HOME", str(cuda_home)))
+    return Toolchain("nvcc", str(nvcc), version, env)
+
+
+def _nvcc(job: Job, toolchains_dir: Path | None, announce: Callable[[str], None]) -> Toolchain:
     candidates = []
     if os.environ.get("CUDA_HOME"):
         candidates.append(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc")
@@ -45,22 +53,73 @@ def _nvcc(job: Job) -> Toolchain:
         candidates.append(Path(on_path))
     candidates.append(_DEFAULT_CUDA_HOME / "bin" / "nvcc")
     found = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+    wanted = job.toolchain_version
+    provision = job.toolchain_source == "auto" and wanted is not None and toolchains_dir is not None
+    version = _version([str(found), "--version"], r"release (\d+\.\d+)") if found else None
+    if found is not None and version is not None and (not wanted or _matches(version, wanted)):
+        return _nvcc_toolchain(found, version)
+    if provision:
+        assert wanted is not None and toolchains_dir is not None
+        return _nvcc_toolchain(provision_cuda(job, wanted, toolchains_dir, announce), wanted)
     if found is None:
         raise InvalidInput(
             f"variant {job.id} needs nvcc: not found on PATH or in CUDA_HOME "
             "(install nvidia-cuda-nvcc or set CUDA_HOME)"
         )
-    version = _version([str(found), "--version"], r"release (\d+\.\d+)")
-    if job.toolchain_version and not _matches(version, job.toolchain_version):
-        wanted = job.toolchain_version
-        raise InvalidInput(
-            f"variant {job.id} needs nvcc {wanted}: found {version} at {found} "
-            f"(set CUDA_HOME to a CUDA {wanted} toolkit)"
-        )
-    cuda_home = found.resolve().parent.parent
-    return Toolchain(
-        "nvcc", str(found), version, (("CUDACXX", str(found)), ("CUDA_HOME", str(cuda_home)))
+    raise InvalidInput(
+        f"variant {job.id} needs nvcc {wanted}: found {version} at {found} "
+        f'(set CUDA_HOME to a CUDA {wanted} toolkit, or toolchain-source = "auto" '
+        "to fetch it from PyPI)"
     )
+
+
+# The PyPI packages that make a working CUDA 13 toolkit (TOOLCHAINS.md): nvcc, the
+# runtime (libcudart_static.a), the CRT headers and cicc (nvvm).
+_CUDA_PACKAGES = ("nvidia-cuda-nvcc", "nvidia-cuda-runtime", "nvidia-cuda-crt", "nvidia-nvvm")
+
+
+def provision_cuda(
+    job: Job, version: str, toolchains_dir: Path, announce: Callable[[str], None]
+) -> Path:
+    """A CUDA ``version`` toolkit from PyPI, installed once into ``toolchains_dir``;
+    returns its nvcc."""
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < 13:
+        raise InvalidInput(
+            f"variant {job.id} needs nvcc {version}: CUDA {major} cannot be fetched from PyPI "
+            "(nvidia-cuda-nvcc-cu12 ships only ptxas); set CUDA_HOME to a CUDA toolkit"
+        )
+    target = toolchains_dir / f"cuda-{version}"
+    nvcc = target / "nvidia" / f"cu{major}" / "bin" / "nvcc"
+    if nvcc.is_file():
+        return nvcc
+    announce(f"fetching CUDA {version} (nvcc, runtime, crt, nvvm) from PyPI into {target}")
+    toolchains_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".cuda-{version}.", dir=toolchains_dir))
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--target",
+        str(staging),
+        *(f"{name}=={version}.*" for name in _CUDA_PACKAGES),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidInput(
+            f"variant {job.id} needs nvcc {version}: fetching CUDA {version} from PyPI failed "
+            f"(pip exit code {result.returncode}: {last})"
+        )
+    try:
+        staging.rename(target)
+    except OSError:  # another build provisioned it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+    return nvcc
 
 
 def _hipcc(job: Job) -> Toolchain:
@@ -90,9 +149,15 @@ def _matches(version: str, wanted: str) -> bool:
     return version == wanted or version.startswith(wanted + ".")
 
 
-def resolve_toolchain(job: Job) -> Toolchain:
+def resolve_toolchain(
+    job: Job,
+    toolchains_dir: Path | None = None,
+    announce: Callable[[str], None] = lambda message: None,
+) -> Toolchain:
+    """The toolchain of ``job``; with ``toolchain-source = "auto"``, a missing CUDA
+    version is fetched into ``toolchains_dir`` (``announce`` says so)."""
     if job.toolchain == "nvcc":
-        return _nvcc(job)
+        return _nvcc(job, toolchains_dir, announce)
     if job.toolchain == "hipcc":
         return _hipcc(job)
     return _host()
