@@ -48,7 +48,9 @@ def source_digest(project: Path) -> str:
     return digest.hexdigest()
 
 
-def build_key(job: Job, source: str, toolchain: Toolchain, python_version: str) -> str:
+def build_key(
+    job: Job, source: str, toolchain: Toolchain, python_version: str, source_date_epoch: str
+) -> str:
     """What determines the repaired wheel. Label, properties, requirements and
     compression are applied after the cache, so the plain wheel and the null variant
     share one compile, and relabelling a variant rebuilds nothing."""
@@ -60,7 +62,7 @@ def build_key(job: Job, source: str, toolchain: Toolchain, python_version: str) 
         "repair": [job.repair_exclude, job.repair_isa_check],
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
-        "source-date-epoch": os.environ.get("SOURCE_DATE_EPOCH"),
+        "source-date-epoch": source_date_epoch,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 

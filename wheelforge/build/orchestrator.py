@@ -60,6 +60,7 @@ class _Plan:
     python: str
     python_version: str
     key: str
+    source_date_epoch: str
 
 
 def _python_version(python: str) -> str:
@@ -83,30 +84,36 @@ def preflight(
     if not (matrix.project / "pyproject.toml").is_file():
         raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} has no pyproject.toml")
     source = source_digest(matrix.project)
+    epoch = source_date_epoch(matrix.project)
     plans = []
     for job in jobs:
         toolchain = resolve_toolchain(job, toolchains_dir, functools.partial(progress, job.id))
         python = resolve_python(job)
         version = _python_version(python)
-        plans.append(
-            _Plan(job, toolchain, python, version, build_key(job, source, toolchain, version))
-        )
+        key = build_key(job, source, toolchain, version, epoch)
+        plans.append(_Plan(job, toolchain, python, version, key, epoch))
     return plans
+
+
+_EPOCH_1980 = "315532800"
 
 
 def source_date_epoch(project: Path) -> str:
     """``SOURCE_DATE_EPOCH`` for builds: the caller's, else the project's last commit, else 1980."""
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return os.environ["SOURCE_DATE_EPOCH"]
-    result = subprocess.run(
-        ["git", "log", "-1", "--format=%ct"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            ["git", "log", "-1", "--format=%ct"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no git
+        return _EPOCH_1980
     stamp = result.stdout.strip()
-    return stamp if result.returncode == 0 and stamp.isdigit() else "315532800"
+    return stamp if result.returncode == 0 and stamp.isdigit() else _EPOCH_1980
 
 
 def _compile(
@@ -117,7 +124,7 @@ def _compile(
     env = dict(os.environ)
     env.update(plan.toolchain.env)
     env.update(job.env)
-    env["SOURCE_DATE_EPOCH"] = source_date_epoch(matrix.project)
+    env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         progress(
