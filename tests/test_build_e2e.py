@@ -274,14 +274,20 @@ def cpu_matrix(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-def test_broken_variant_with_keep_going(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_variant_with_keep_going(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix = cpu_matrix(tmp_path, extra=', "cmake.define.VECADD_BACKEND" = "bogus"')
     out = tmp_path / "dist"
-    code = build(matrix, out, tmp_path / "cache", tmp_path / "work", "--keep-going", "-j", "2")
+    monkeypatch.chdir(tmp_path)  # relative directories, as a user types them
+    code = build(matrix, Path("dist"), Path("cache"), Path("work"), "--keep-going", "-j", "2")
     assert code == 1
     err = capsys.readouterr().err
-    log = tmp_path / "work" / "logs" / "cpu-v3.log"
+    log = Path("work") / "logs" / "cpu-v3.log"
     assert f"error: job cpu-v3: build failed (exit code 1); see {log}" in err
+    # Build directories stay in the work directory, not in the project's source tree.
+    assert (tmp_path / "work" / "jobs" / "plain" / "build" / "CMakeCache.txt").is_file()
+    assert not (ROOT / "examples" / "vecadd" / "work").exists()
     assert "VECADD_BACKEND must be cpu, cuda or rocm" in log.read_text()
     assert set(wheels(out)) == {None, "null"}
 

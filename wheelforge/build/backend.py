@@ -48,8 +48,9 @@ def pep517_wheel(
 ) -> Path:
     """Build one wheel of ``project`` into ``outdir``; return its path."""
     outdir.mkdir(parents=True, exist_ok=True)
-    command = [python, "-m", "build", "--wheel", "--outdir", str(outdir), str(project)]
-    settings = [("build-dir", str(build_dir)), *config_settings]
+    # Absolute paths: the backend runs in the project directory.
+    command = [python, "-m", "build", "--wheel", "--outdir", str(outdir.resolve()), str(project)]
+    settings = [("build-dir", str(build_dir.resolve())), *config_settings]
     command += [f"--config-setting={key}={value}" for key, value in settings]
     run_logged(command, env=env, log=log, what="build", log_path=log_path)
     wheels = sorted(outdir.glob("*.whl"))

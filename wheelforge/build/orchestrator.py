@@ -99,12 +99,13 @@ _EPOCH_1980 = "315532800"
 
 
 def source_date_epoch(project: Path) -> str:
-    """``SOURCE_DATE_EPOCH`` for builds: the caller's, else the project's last commit, else 1980."""
+    """``SOURCE_DATE_EPOCH`` for builds: the caller's, else the time of the last commit
+    that touched the project, else 1980."""
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return os.environ["SOURCE_DATE_EPOCH"]
     try:
         result = subprocess.run(
-            ["git", "log", "-1", "--format=%ct"],
+            ["git", "log", "-1", "--format=%ct", "--", "."],  # the project's last change
             cwd=project,
             capture_output=True,
             text=True,
@@ -224,8 +225,11 @@ def build_jobs(
             artifacts.append(Artifact.of(job, target, key=plan.key, log=log))
         return JobResult(job, status, seconds, target, log)
 
+    # Device-code builds are the long poles: start them first, report in matrix order.
+    order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        results = list(pool.map(run, plans))
+        by_id = {result.job.id: result for result in pool.map(run, order)}
+    results = [by_id[plan.job.id] for plan in plans]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
     return results
