@@ -43,7 +43,6 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -55,6 +54,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py
 
 from wheelforge.build.orchestrator import source_date_epoch
 from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolchain
@@ -278,34 +279,6 @@ def _first_match(argv: Sequence[str], pattern: str) -> str:
     return match.group(1) if match else "?"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    fs = "?"
-    try:
-        best = ""
-        target = str(ROOT)
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            _, mount, fstype, *_ = line.split()
-            inside = target == mount or target.startswith(mount.rstrip("/") + "/")
-            if inside and len(mount) > len(best):
-                best, fs = mount, fstype
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({cpu}), {mem:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, {fs} file system, "
-        f"Python {platform.python_version()}"
-    )
-
-
 def revision() -> str:
     """The commit benchmarked, and whether wheelforge or the example differ from it."""
     commit = _first_match(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], r"(.+)")
@@ -359,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolve_s = time.perf_counter() - start
     expected = len(matrix.jobs)
     print(f"command:    {command}")
-    print(f"machine:    {machine()}")
+    print(f"machine:    {describe(ROOT)}")
     print(f"wheelforge: {revision()}")
     print(f"toolchains: {toolchains(builds)} (resolved in {resolve_s:.1f} s)")
     print(

@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -42,6 +41,8 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py
 
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
@@ -358,34 +359,6 @@ def warm(path: Path) -> None:
             pass
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    fs = "?"
-    try:
-        best = ""
-        target = str(BENCH_DIR.resolve())
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            _, mount, fstype, *_ = line.split()
-            inside = target == mount or target.startswith(mount.rstrip("/") + "/")
-            if inside and len(mount) > len(best):
-                best, fs = mount, fstype
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({cpu}), {mem:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, {fs} file system, "
-        f"Python {platform.python_version()}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--size-mb", type=int, default=256, help="input wheel size (MiB)")
@@ -404,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         [os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]]
     )
     print(f"command: {command}")
-    print(f"machine: {machine()}")
+    print(f"machine: {describe(BENCH_DIR)}")
     print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
     source = input_wheel(args.size_mb, zip64_extra=args.zip64_extra)
     size = source.stat().st_size
