@@ -286,7 +286,7 @@ def test_broken_variant_with_keep_going(
     log = Path("work") / "logs" / "cpu-v3.log"
     assert f"error: job cpu-v3: build failed (exit code 1); see {log}" in err
     # Build directories stay in the work directory, not in the project's source tree.
-    assert (tmp_path / "work" / "jobs" / "plain" / "build" / "CMakeCache.txt").is_file()
+    assert list((tmp_path / "work" / "jobs").glob("*/build/CMakeCache.txt"))
     assert not (ROOT / "examples" / "vecadd" / "work").exists()
     assert "VECADD_BACKEND must be cpu, cuda or rocm" in log.read_text()
     assert set(wheels(out)) == {None, "null"}
