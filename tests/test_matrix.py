@@ -258,6 +258,6 @@ def test_plan_formats(tmp_path: Path, cli: Cli) -> None:
 
 def test_unknown_only_job(tmp_path: Path, cli: Cli) -> None:
     path = write(tmp_path, '[[variants]]\nkind = "null"\n')
-    code, _, err = cli("build", "--matrix", path, "--only", "nul", "--out", tmp_path / "dist")
+    code, _, err = cli("build", "--matrix", path, "--only", "null", "nul", "--out", tmp_path / "dist")
     assert code == 2
     assert f"{path}: no job 'nul' (did you mean 'null'?); jobs: null" in err

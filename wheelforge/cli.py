@@ -156,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--only",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="ID",
-        help="build only these jobs (repeatable)",
+        help="build only these jobs (--only a b, or --only a --only b)",
     )
     build.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="N", help="jobs run in parallel"
