@@ -96,7 +96,13 @@ def test_shared_objects_carry_their_device_code(dist: Path, tmp_path: Path) -> N
     for label in ("cu130", "cu135"):  # the machine's CUDA 13.0 and CUDA 13.5 from PyPI
         cuda = native_library(found[label], tmp_path)
         assert ".nv_fatbin" in readelf("-S", cuda)
-        assert "libcudart" not in readelf("-d", cuda)  # the runtime is linked statically
+    # 13.0 links the shared runtime: excluded from the wheel, declared as a dependency.
+    assert "libcudart.so.13" in readelf("-d", native_library(found["cu130"], tmp_path))
+    assert "libcudart" not in readelf("-d", native_library(found["cu135"], tmp_path))
+    with zipfile.ZipFile(found["cu130"]) as zf:
+        assert not any("libcudart" in name for name in zf.namelist())
+        metadata = zf.read("vecadd-0.1.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: nvidia-cuda-runtime==13.*" in metadata
     rocm = native_library(found["rocm52"], tmp_path)
     assert ".hip_fatbin" in readelf("-S", rocm)
     assert "libamdhip64.so.5" in readelf("-d", rocm)  # excluded from repair, not grafted
@@ -126,6 +132,15 @@ def test_each_wheel_is_tagged_and_verifies(dist: Path, capsys: pytest.CaptureFix
     assert all(r["record_ok"] and r["problem"] is None for r in reports.values())
 
 
+@pytest.fixture(scope="module")
+def dependencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CUDA runtime wheel the cu130 variant declares, fetched from PyPI once."""
+    deps = tmp_path_factory.mktemp("deps")
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+    subprocess.run([*command, "-d", str(deps), "nvidia-cuda-runtime==13.*"], check=True)
+    return deps
+
+
 def _clean_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
@@ -152,7 +167,9 @@ def _run_in(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
     [None, "12.8", "13.0", "13.5"],
     ids=["no-gpu", "driver-12.8", "driver-13.0", "driver-13.5"],
 )
-def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: str | None) -> None:
+def test_uv_installs_the_expected_variant(
+    dependencies: Path, dist: Path, tmp_path: Path, driver: str | None
+) -> None:
     meta = loads((dist / "vecadd-0.1.0-variants.json").read_bytes(), source="variants.json")
     level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
     machine = {"nvidia": supported.nvidia(driver), "x86_64": supported.x86_64(level)}
@@ -177,6 +194,8 @@ def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: st
             "--no-index",
             "--find-links",
             str(dist),
+            "--find-links",
+            str(dependencies),
             "--python",
             str(venv / "bin" / "python"),
             "vecadd",
@@ -197,12 +216,13 @@ def test_uv_installs_the_expected_variant(dist: Path, tmp_path: Path, driver: st
     assert probe.stdout.strip() == backend, probe.stderr
     computed = _run_in(venv, "import vecadd; print(vecadd.add([1, 2], [3, 4]))")
     if backend == "cuda":  # no GPU on this machine: a clear error, not a crash
-        assert (
-            computed.returncode == 1
-            and "RuntimeError: vecadd was built for CUDA" in computed.stderr
-        )
+        assert computed.returncode == 1
+        assert "vecadd was built for CUDA but no CUDA device is available" in computed.stderr
     else:
         assert computed.stdout.strip() == "[4.0, 6.0]", computed.stderr
+    # uv installed the declared CUDA runtime for the shared-runtime variant, and only there.
+    runtime = list(venv.glob("lib/python*/site-packages/nvidia/cu13/lib/libcudart.so.13"))
+    assert bool(runtime) == (expected.label == "cu130")
 
 
 def test_pip_installs_the_plain_fallback(dist: Path, tmp_path: Path) -> None:

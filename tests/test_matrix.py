@@ -204,6 +204,18 @@ def test_pyproject_tool_table(tmp_path: Path) -> None:
             "m.toml: variants: expected an array of tables ([[variants]]) with at least one entry",
         ),
         (
+            '[[variants]]\nkind = "null"\naccelerator-runtime = "ship"\n',
+            "m.toml: variants[0].accelerator-runtime: expected one of exclude, bundle, got 'ship'",
+        ),
+        (
+            '[[variants]]\nkind = "null"\nmax-size-mb = 0\n',
+            "m.toml: variants[0].max-size-mb: expected a positive number of megabytes, got 0",
+        ),
+        (
+            '[[variants]]\nkind = "null"\noversize = "ignore"\n',
+            "m.toml: variants[0].oversize: expected one of fail, warn, got 'ignore'",
+        ),
+        (
             '[[variants]]\nproperties = ["x86_64 :: level :: v3"]\nrepair-isa-check = "no"\n',
             "m.toml: variants[0].repair-isa-check: expected true or false",
         ),
@@ -258,6 +270,8 @@ def test_plan_formats(tmp_path: Path, cli: Cli) -> None:
 
 def test_unknown_only_job(tmp_path: Path, cli: Cli) -> None:
     path = write(tmp_path, '[[variants]]\nkind = "null"\n')
-    code, _, err = cli("build", "--matrix", path, "--only", "null", "nul", "--out", tmp_path / "dist")
+    code, _, err = cli(
+        "build", "--matrix", path, "--only", "null", "nul", "--out", tmp_path / "dist"
+    )
     assert code == 2
     assert f"{path}: no job 'nul' (did you mean 'null'?); jobs: null" in err

@@ -188,7 +188,93 @@ def build_parser() -> argparse.ArgumentParser:
         help="build directories and logs (default: .wheelforge)",
     )
     build.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    repair = sub.add_parser(
+        "repair",
+        help="auditwheel repair with accelerator-aware policies",
+        description="Repair a plain wheel with auditwheel. Driver libraries (libcuda.so.1, "
+        "libnvidia-ml.so.1, libamdhip64, libhsa-runtime64, ...) are always excluded; CUDA "
+        "runtime libraries are excluded with a matching Requires-Dist, or bundled. A GPU "
+        "library grafted anyway fails the repair.",
+    )
+    repair.add_argument("wheel", type=Path, help="the plain wheel (repair before tagging)")
+    repair.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
+    repair.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="SONAME",
+        help="never graft SONAME (repeatable)",
+    )
+    repair.add_argument(
+        "--runtime",
+        choices=("exclude", "bundle"),
+        default="exclude",
+        help="CUDA runtime libraries: exclude and declare the PyPI package (default), or bundle",
+    )
+    repair.add_argument(
+        "--cuda-version",
+        metavar="X.Y",
+        help="CUDA version for runtime requirements (default: from the library's soname)",
+    )
+    repair.add_argument(
+        "--no-isa-check",
+        action="store_true",
+        help="allow x86-64-v2+ instructions (CPU-level variants: their label carries it)",
+    )
+    repair.add_argument(
+        "--max-size-mb", type=float, default=100.0, help="size limit (default: PyPI's 100 MB)"
+    )
+    repair.add_argument(
+        "--oversize",
+        choices=("fail", "warn"),
+        default="fail",
+        help="what a wheel over the limit does",
+    )
+    repair.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="auditwheel's output (default: .wheelforge/logs/repair-NAME.log)",
+    )
+    repair.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    import os
+
+    from wheelforge.repair import check_size, repair_wheel
+
+    log_path = args.log or Path(".wheelforge") / "logs" / f"repair-{args.wheel.stem}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        repaired, report = repair_wheel(
+            args.wheel,
+            args.out,
+            exclude=args.exclude,
+            isa_check=not args.no_isa_check,
+            runtime=args.runtime,
+            cuda_version=args.cuda_version,
+            env=os.environ,
+            log=log,
+            log_path=log_path,
+        )
+    warning = check_size(repaired, limit=int(args.max_size_mb * 1024 * 1024), action=args.oversize)
+    if args.json:
+        emit_json(report.to_json() | {"warning": warning})
+    else:
+        table(
+            ["library", "kind", "action", "requires-dist"],
+            [
+                [lib.soname, lib.kind, lib.action, lib.requirement or "-"]
+                for lib in report.libraries
+            ],
+        )
+        print(repaired)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -276,6 +362,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 for r in results
             ],
         )
+    for r in results:
+        if r.warning:
+            print(f"warning: job {r.job.id}: {r.warning}", file=sys.stderr)
     failed = [r for r in results if not r.ok]
     for r in failed:
         if r.error:
@@ -391,6 +480,7 @@ COMMANDS = {
     "variants-json": _cmd_variants_json,
     "plan": _cmd_plan,
     "build": _cmd_build,
+    "repair": _cmd_repair,
 }
 
 

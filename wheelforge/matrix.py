@@ -44,6 +44,9 @@ _VARIANT_KEYS = (
     "requires-dist",
     "repair-exclude",
     "repair-isa-check",
+    "accelerator-runtime",
+    "max-size-mb",
+    "oversize",
     "compression",
     "python",
 )
@@ -67,6 +70,11 @@ class Job:
     requires_dist: tuple[str, ...] = ()
     repair_exclude: tuple[str, ...] = ()
     repair_isa_check: bool = True
+    accelerator_runtime: str = (
+        "exclude"  # CUDA runtime libraries: "exclude" (+ Requires-Dist) | "bundle"
+    )
+    max_size_mb: float = 100.0  # PyPI's default per-file limit
+    oversize: str = "fail"  # "fail" | "warn"
     compression: str = "deflate"
     axes: tuple[tuple[str, str], ...] = ()
 
@@ -85,6 +93,9 @@ class Job:
             "requires-dist": list(self.requires_dist),
             "repair-exclude": list(self.repair_exclude),
             "repair-isa-check": self.repair_isa_check,
+            "accelerator-runtime": self.accelerator_runtime,
+            "max-size-mb": self.max_size_mb,
+            "oversize": self.oversize,
             "compression": self.compression,
             "axes": dict(self.axes),
         }
@@ -440,9 +451,22 @@ def _job(
         requires_dist=texts("requires-dist"),
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,
+        accelerator_runtime=check.string(
+            entry.get("accelerator-runtime", "exclude"),
+            f"{path}.accelerator-runtime",
+            ("exclude", "bundle"),
+        ),
+        max_size_mb=_positive(check, entry.get("max-size-mb", 100.0), f"{path}.max-size-mb"),
+        oversize=check.string(entry.get("oversize", "fail"), f"{path}.oversize", ("fail", "warn")),
         compression=compression,
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
     )
+
+
+def _positive(check: _Checker, value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise check.fail(path, f"expected a positive number of megabytes, got {value!r}")
+    return float(value)
 
 
 def _check_labels(check: _Checker, jobs: Sequence[Job], origin: Mapping[str, str]) -> None:

@@ -30,7 +30,7 @@ def table(
             rich_table.add_row(*row)
         Console().print(rich_table)
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     if title:
         print(title)
     for line in (headers, *rows):

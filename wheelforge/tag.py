@@ -229,3 +229,15 @@ def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False) -> Path:
         output = out_dir / wheel.filename.plain().filename
         _rewrite(wheel, record, output, replaced={}, dropped=[variant_json])
     return output
+
+
+def add_requires_dist(path: Path, output: Path, requirements: Sequence[str]) -> Path:
+    """``path`` with ``Requires-Dist`` lines added to METADATA (RECORD updated)."""
+    parsed = _parse_requirements(requirements)
+    with Wheel(path) as wheel:
+        record = wheel.record()
+        name = wheel.dist_info_path("METADATA")
+        _rewrite(
+            wheel, record, output, replaced={name: _add_requirements(wheel.read(name), parsed)}
+        )
+    return output

@@ -59,7 +59,7 @@ def build_key(
         "source": source,
         "config-settings": job.config_settings,
         "env": job.env,
-        "repair": [job.repair_exclude, job.repair_isa_check],
+        "repair": [job.repair_exclude, job.repair_isa_check, job.accelerator_runtime],
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
         "source-date-epoch": source_date_epoch,

@@ -21,7 +21,7 @@ from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolc
 from wheelforge.compress import recompress
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
-from wheelforge.repair import repair_wheel
+from wheelforge.repair import check_size, repair_wheel
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
 
@@ -37,6 +37,7 @@ class JobResult:
     wheel: Path | None = None
     log: Path | None = None
     error: str | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -143,15 +144,24 @@ def _compile(
             log_path=log_path,
         )
         progress(job.id, "repairing")
-        return repair_wheel(
+        repaired, report = repair_wheel(
             raw,
             job_dir / "repaired",
             exclude=job.repair_exclude,
             isa_check=job.repair_isa_check,
+            runtime=job.accelerator_runtime,
+            cuda_version=plan.toolchain.version if plan.toolchain.name == "nvcc" else None,
             env=env,
             log=log,
             log_path=log_path,
         )
+        for library in report.libraries:
+            if library.kind != "other":
+                note = (
+                    f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
+                )
+                progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
+        return repaired
 
 
 def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
@@ -209,6 +219,10 @@ def build_jobs(
                 else:
                     progress(job.id, f"cached build ({repaired.name})")
             wheel = _finish(job, repaired, matrix, job_dir)
+            limit = int(job.max_size_mb * 1024 * 1024)
+            oversized = check_size(wheel, limit=limit, action=job.oversize)
+            if oversized:
+                progress(job.id, f"warning: {oversized}")
             target = options.out / wheel.name
             shutil.copyfile(wheel, target)
         except WheelforgeError as err:
@@ -223,7 +237,7 @@ def build_jobs(
         log = log_path if status == "built" else None
         with lock:
             artifacts.append(Artifact.of(job, target, key=plan.key, log=log))
-        return JobResult(job, status, seconds, target, log)
+        return JobResult(job, status, seconds, target, log, warning=oversized)
 
     # Device-code builds are the long poles: start them first, report in matrix order.
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")

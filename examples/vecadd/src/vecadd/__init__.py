@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,7 @@ def build_info() -> dict[str, Any]:
         "cpu_level": _build_info.CPU_LEVEL,
         "cuda_architectures": list(_build_info.CUDA_ARCHITECTURES),
         "hip_targets": list(_build_info.HIP_TARGETS),
+        "cuda_runtime": _build_info.CUDA_RUNTIME,
         "compiler": _build_info.COMPILER,
         "version": _build_info.VERSION,
     }
@@ -53,11 +55,35 @@ def _gpu_name() -> str:
     return {"cuda": "CUDA", "rocm": "ROCm"}.get(_build_info.BACKEND, _build_info.BACKEND)
 
 
+def _preload_cuda_runtime() -> None:
+    """A shared-runtime CUDA build needs libcudart.so.N: from the system, or from the
+    nvidia-cuda-runtime wheel the variant depends on (site-packages/nvidia/cuN/lib)."""
+    soname = f"libcudart.so.{_build_info.CUDA_MAJOR}"
+    candidates = [soname] + [
+        os.path.join(entry, "nvidia", f"cu{_build_info.CUDA_MAJOR}", "lib", soname)
+        for entry in sys.path
+    ]
+    for candidate in candidates:
+        if candidate != soname and not os.path.exists(candidate):
+            continue
+        try:
+            ctypes.CDLL(candidate, mode=ctypes.RTLD_GLOBAL)
+            return
+        except OSError:
+            continue
+    raise RuntimeError(
+        f"vecadd was built for CUDA with the shared runtime but {soname} cannot be loaded "
+        f"(install nvidia-cuda-runtime=={_build_info.CUDA_MAJOR}.*)"
+    )
+
+
 def _load() -> ctypes.CDLL:
     global _lib
     with _lock:
         if _lib is not None:
             return _lib
+        if _build_info.BACKEND == "cuda" and _build_info.CUDA_RUNTIME == "shared":
+            _preload_cuda_runtime()
         if _build_info.BACKEND == "rocm":
             # Give a clear message when the HIP runtime is missing, rather than
             # the dynamic loader's complaint about libvecadd.so.
