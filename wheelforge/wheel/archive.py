@@ -8,11 +8,12 @@ compressed, deterministically, so that equal inputs give byte-equal outputs.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -255,6 +256,7 @@ def compress(data: bytes, method: int, level: int | None = None) -> bytes:
     raise ValueError(f"unsupported zip method {method}")
 
 
+@functools.cache  # a failed import is not cached by Python: it searches sys.path again
 def zstd_module() -> ModuleType:
     """``compression.zstd`` on Python 3.14+, ``backports.zstd`` before."""
     try:
@@ -263,6 +265,14 @@ def zstd_module() -> ModuleType:
         from backports import zstd  # type: ignore[no-redef,unused-ignore]
     module: ModuleType = zstd
     return module
+
+
+def _needed_version(method: int, *, zip64: bool) -> int:
+    """The "version needed to extract": 6.3 for zstd (APPNOTE; what Python 3.14's
+    zipfile writes), 4.5 for zip64, 2.0 otherwise."""
+    if method == ZSTD:
+        return 63
+    return 45 if zip64 else 20
 
 
 class ZipWriter:
@@ -303,7 +313,7 @@ class ZipWriter:
         self._write(
             _LOCAL.pack(
                 _LOCAL_SIG,
-                45 if big else 20,
+                _needed_version(member.method, zip64=big),
                 0,
                 flags,
                 member.method,
@@ -334,7 +344,7 @@ class ZipWriter:
         extra = (
             struct.pack(f"<2H{len(zip64)}Q", _ZIP64_EXTRA, 8 * len(zip64), *zip64) if zip64 else b""
         )
-        version = 45 if zip64 else 20
+        version = _needed_version(member.method, zip64=bool(zip64))
         self._central.append(
             _CENTRAL.pack(
                 _CENTRAL_SIG,
@@ -409,21 +419,46 @@ class ZipWriter:
     ) -> None:
         """Add a new member: deflated (level 6 by default) or zstd (level 3 by default);
         deterministic for a given zlib / libzstd."""
-        payload = compress(data, method, level)
+        self.add_compressed(
+            name,
+            [compress(data, method, level)],
+            method=method,
+            crc=zlib.crc32(data),
+            size=len(data),
+            dos_time=dos_time,
+            dos_date=dos_date,
+            external_attr=external_attr,
+        )
+
+    def add_compressed(
+        self,
+        name: str,
+        payload: Sequence[bytes],
+        *,
+        method: int,
+        crc: int,
+        size: int,
+        dos_time: int,
+        dos_date: int,
+        external_attr: int = DEFAULT_FILE_MODE,
+    ) -> None:
+        """Add a member whose data is already compressed with ``method`` (the pieces of
+        ``payload`` in order), holding ``size`` bytes with CRC-32 ``crc``."""
         member = Member(
             name,
             method,
             0,
-            zlib.crc32(data),
-            len(payload),
-            len(data),
+            crc,
+            sum(len(piece) for piece in payload),
+            size,
             0,
             dos_time,
             dos_date,
             external_attr,
         )
         name_bytes, flags, offset = self._begin(member)
-        self._write(payload)
+        for piece in payload:
+            self._write(piece)
         self._record(member, name_bytes, flags, offset)
 
     def finish(self) -> None:
