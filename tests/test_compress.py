@@ -287,6 +287,10 @@ def test_policy_checks_a_whole_directory_first(
     code, _, stderr = cli("compress", dist, "--in-place", "--codec", "zstd")
     assert code == 2 and stderr.count("\n") == 1 and plain.name in stderr
     assert {p.name: p.read_bytes() for p in dist.iterdir()} == before  # nothing written
+    code, stdout, _ = cli("compress", dist, "-o", tmp_path / "out", "--codec", "deflate", "--json")
+    assert code == 0
+    assert [Path(r["output"]).name for r in json.loads(stdout)] == sorted(before)
+    assert contents(tmp_path / "out" / plain.name) == contents(plain)
 
 
 def test_policy_forced_with_a_warning(plain: Path, tmp_path: Path, cli: Cli) -> None:
