@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.errors import InvalidInput, WheelforgeError
-from wheelforge.render import emit_json, info, job_progress, table
+from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
 
 # Stage modules are imported by the command that needs them: start-up time counts
@@ -395,7 +395,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                     r.job.label or "plain",
                     r.status if r.ok or r.status == "skipped" else f"failed (see {r.log})",
                     f"{r.seconds:.1f}s",
-                    _size(r.wheel.stat().st_size) if r.wheel else "-",
+                    human_size(r.wheel.stat().st_size) if r.wheel else "-",
                 ]
                 for r in results
             ],
@@ -408,15 +408,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         if r.error:
             print(f"error: job {r.job.id}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB"):
-        if value < 1024:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
@@ -550,7 +541,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                 str(r.output),
                 f"{r.codec}-{r.level}",
                 f"{r.recompressed} recompressed, {r.copied} copied",
-                f"{_size(r.size_in)} -> {_size(r.size_out)} "
+                f"{human_size(r.size_in)} -> {human_size(r.size_out)} "
                 f"({100 * r.size_out / max(r.size_in, 1):.0f}%)",
                 f"{r.seconds:.1f}s (-j {r.jobs})",
                 "-" if r.verify_seconds is None else f"ok ({r.verify_seconds:.1f}s)",

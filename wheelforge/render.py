@@ -37,6 +37,16 @@ def table(
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
+def human_size(size: int) -> str:
+    """``812 B``, ``6.7 KB``, ``12.3 MB``, ``1.1 GB`` (powers of 1024)."""
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def info(message: str) -> None:
     sys.stderr.write(message + "\n")  # one write: lines from parallel jobs stay whole
 

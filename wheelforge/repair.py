@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from wheelforge.build.backend import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
+from wheelforge.render import human_size
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
 
@@ -149,17 +150,8 @@ def check_grafts(wheel: Path, *, runtime: str) -> None:
             )
             raise BuildFailed(
                 f"{wheel.name}: auditwheel grafted GPU library {soname} "
-                f"({_human(size)}) into the wheel; expected it excluded: {why}"
+                f"({human_size(size)}) into the wheel; expected it excluded: {why}"
             )
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB"):
-        if value < 1024:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def check_size(wheel: Path, *, limit: int, action: str) -> str | None:
@@ -168,9 +160,9 @@ def check_size(wheel: Path, *, limit: int, action: str) -> str | None:
     size = wheel.stat().st_size
     if size <= limit:
         return None
-    biggest = ", ".join(f"{n} ({_human(s)})" for n, s in largest_members(wheel, 3))
+    biggest = ", ".join(f"{n} ({human_size(s)})" for n, s in largest_members(wheel, 3))
     message = (
-        f"{wheel.name} is {_human(size)}, over the {_human(limit)} limit; largest members: "
+        f"{wheel.name} is {human_size(size)}, over the {human_size(limit)} limit; largest members: "
         f"{biggest}"
     )
     if action == "fail":
