@@ -29,6 +29,8 @@ def build_plain_wheel(
     files: dict[str, bytes] | None = None,
     requires: tuple[str, ...] = (),
     compression: int = zipfile.ZIP_DEFLATED,
+    metadata_extra: str = "",
+    description: str = "A demo package.\n",
 ) -> Path:
     """A valid plain wheel written with the standard library's zipfile."""
     dist_info = f"{name}-{version}.dist-info"
@@ -38,9 +40,10 @@ def build_plain_wheel(
         else {f"{name}/__init__.py": f"BUILT_FOR = 'plain'\n__version__ = {version!r}\n".encode()}
     )
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += metadata_extra
     metadata += "".join(f"Requires-Dist: {req}\n" for req in requires)
     members = dict(payload)
-    members[f"{dist_info}/METADATA"] = (metadata + "\nA demo package.\n").encode()
+    members[f"{dist_info}/METADATA"] = (metadata + "\n" + description).encode()
     members[f"{dist_info}/WHEEL"] = (
         f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     ).encode()

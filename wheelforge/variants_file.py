@@ -99,11 +99,11 @@ def check_variants_json(directory: Path) -> list[str]:
             )
             continue
         actual = loads(target.read_bytes(), source=str(target))
-        problems += [f"{target}: {diff}" for diff in _differences(actual, expected)]
+        problems += [f"{target}: {diff}" for diff in differences(actual, expected)]
     return problems
 
 
-def _differences(actual: VariantMetadata, expected: VariantMetadata) -> list[str]:
+def differences(actual: VariantMetadata, expected: VariantMetadata) -> list[str]:
     diffs = []
     for label in sorted(set(expected.variants) - set(actual.variants)):
         diffs.append(f"label {label!r} of a wheel is missing")

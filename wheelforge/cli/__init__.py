@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
+from wheelforge.cli import publish
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -26,13 +27,13 @@ def _schema(value: str) -> Schema:
         ) from None
 
 
-def _add_schema_option(parser: argparse.ArgumentParser) -> None:
+def add_schema_option(parser: argparse.ArgumentParser, *, what: str = "metadata") -> None:
     parser.add_argument(
         "--schema",
         type=_schema,
         default=Schema.PROVIDERS_V0_2_0,
         metavar="NAME",
-        help=f"metadata schema generation to write: {', '.join(SCHEMA_BY_NAME)} "
+        help=f"schema generation of the {what} written: {', '.join(SCHEMA_BY_NAME)} "
         "(default: providers-v0.2.0, what uv needs)",
     )
 
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
     tag.add_argument("--verify", action="store_true", help="check every RECORD hash first")
-    _add_schema_option(tag)
+    add_schema_option(tag)
     tag.add_argument("--json", action="store_true", help="print the result as JSON")
 
     untag = sub.add_parser(
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vjson.add_argument("directory", type=Path, metavar="DIR")
     vjson.add_argument("--check", action="store_true", help="verify instead of writing")
-    _add_schema_option(vjson)
+    add_schema_option(vjson)
     vjson.add_argument("--json", action="store_true", help="print the result as JSON")
 
     plan = sub.add_parser(
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--no-verify", action="store_true", help="skip reading the output back")
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
+    COMMANDS.update(publish.add_commands(sub))
     return parser
 
 
@@ -552,7 +554,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "tag": _cmd_tag,
     "untag": _cmd_untag,
     "inspect": _cmd_inspect,

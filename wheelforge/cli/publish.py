@@ -1,0 +1,245 @@
+"""The publishing commands: check, index, serve, publish."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wheelforge.errors import InvalidInput
+from wheelforge.render import emit_json, info, table
+
+if TYPE_CHECKING:
+    from wheelforge.publish.check import CheckReport
+    from wheelforge.publish.release import Artifact
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Handler]:
+    check = sub.add_parser(
+        "check",
+        help="verify a release set before anything is published",
+        description="Check every wheel, sdist and variants file in DIST and the set they form: "
+        "filenames, RECORD hashes, variant.json against labels, one label per property set, "
+        "the variants file against the wheels, METADATA agreement, a fallback, the zstd "
+        "policy, core metadata as twine judges it, and per-file size limits.",
+    )
+    check.add_argument("dist", type=Path, metavar="DIST")
+    _add_check_options(check)
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    index = sub.add_parser(
+        "index",
+        help="write or extend a static variant index",
+        description="Check DIST, then add it to the static index SITE: PEP 503 HTML and "
+        "PEP 691 JSON pages, PEP 658/714 .metadata files, #sha256= fragments, "
+        "data-requires-python and the release's variants file (made from the wheels when "
+        "DIST has none, merged with the one SITE has). Pages are swapped in atomically.",
+    )
+    index.add_argument("dist", type=Path, metavar="DIST")
+    index.add_argument("--out", type=Path, required=True, metavar="SITE")
+    index.add_argument("--no-check", action="store_true", help="skip 'wheelforge check'")
+    _add_check_options(index)
+    _add_schema_option(index)
+    index.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a static index on 127.0.0.1 (for testing)",
+        description="Serve SITE with PEP 691 content negotiation (JSON or HTML by the "
+        "Accept header, or ?format=). Stops on Ctrl-C.",
+    )
+    serve.add_argument("site", type=Path, metavar="SITE")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any)")
+
+    pub = sub.add_parser(
+        "publish",
+        help="check, then publish a release set to a static site or an upload index",
+        description="Check DIST, then send it to each --to TARGET: fallbacks first, then "
+        "variant wheels, then the variants file where the target can hold it. Files already "
+        "there with the same sha256 are skipped; a same-name file with other content is "
+        "refused before anything is sent. Progress is recorded in DIST, so an interrupted "
+        "publish resumes. TARGET is a directory (a static variant index), 'pypi', 'testpypi' "
+        "or an upload URL (devpi, pypiserver); PyPI gets the fallbacks only. Credentials: "
+        "TWINE_USERNAME/TWINE_PASSWORD, keyring or trusted publishing, as twine reads them.",
+    )
+    pub.add_argument("dist", type=Path, metavar="DIST")
+    pub.add_argument(
+        "--to",
+        dest="targets",
+        action="append",
+        default=[],
+        required=True,
+        metavar="TARGET",
+        help="a static site directory, pypi, testpypi or an upload URL (repeatable)",
+    )
+    pub.add_argument(
+        "--simple-url",
+        metavar="URL",
+        help="the upload index's simple API, read to skip files already there "
+        "(default: URL/simple/, or PyPI's)",
+    )
+    pub.add_argument("--dry-run", action="store_true", help="show what would be sent")
+    _add_check_options(pub)
+    _add_schema_option(pub)
+    pub.add_argument("--json", action="store_true", help="print the result as JSON")
+    return {"check": _cmd_check, "index": _cmd_index, "serve": _cmd_serve, "publish": _cmd_publish}
+
+
+def _add_schema_option(parser: argparse.ArgumentParser) -> None:
+    from wheelforge.cli import add_schema_option
+
+    add_schema_option(parser, what="variants files made from the wheels")
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size-mb",
+        type=float,
+        default=100.0,
+        metavar="MB",
+        help="per-file size limit in MiB (default: 100, PyPI's default limit)",
+    )
+    parser.add_argument(
+        "--no-verify-hashes",
+        action="store_true",
+        help="skip RECORD hash verification (only check that RECORD lists every member)",
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=None, help="wheels read in parallel (default: CPUs)"
+    )
+
+
+def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
+    from wheelforge.publish.check import check_release_set
+
+    if args.max_size_mb <= 0:
+        raise InvalidInput(f"--max-size-mb {args.max_size_mb}: expected a positive size")
+    show = sys.stderr.isatty() and not quiet
+
+    def progress(done: int, total: int) -> None:
+        sys.stderr.write(f"\rchecking {done}/{total}" + ("\n" if done == total else ""))
+
+    return check_release_set(
+        args.dist,
+        verify_hashes=not args.no_verify_hashes,
+        max_size=int(args.max_size_mb * 2**20),
+        jobs=args.jobs,
+        progress=progress if show else None,
+    )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from wheelforge.publish.check import severities
+
+    report = run_check(args, quiet=args.json)
+    if args.json:
+        emit_json(report.to_json())
+        return 0 if report.ok else 1
+    print_findings(report)
+    counts = severities(report.findings)
+    verdict = "ok" if report.ok else "FAILED"
+    info(
+        f"{args.dist}: {verdict}: {len(report.artifacts)} files, {counts['error']} errors, "
+        f"{counts['warning']} warnings"
+    )
+    return 0 if report.ok else 1
+
+
+def print_findings(report: CheckReport) -> None:
+    if report.findings:
+        table(
+            ["severity", "file", "check", "finding"],
+            [[str(f.severity), f.file, f.check, f.message] for f in report.findings],
+        )
+
+
+def _checked(args: argparse.Namespace) -> tuple[CheckReport, list[Artifact]]:
+    """Check DIST (printing the findings unless --json); raise if it has errors."""
+    from wheelforge.publish.publisher import verified_artifacts
+
+    report = run_check(args, quiet=args.json)
+    if not args.json and any(f.severity != "info" for f in report.findings):
+        print_findings(report)
+    return report, verified_artifacts(report)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from wheelforge.publish.publisher import index_release_set
+
+    if args.no_check:
+        from wheelforge.publish.release import artifacts_in
+
+        artifacts = artifacts_in(args.dist)
+    else:
+        _, artifacts = _checked(args)
+    result = index_release_set(artifacts, args.out, schema=args.schema)
+    if args.json:
+        emit_json(result.to_json())
+        return 0
+    for name in result.added:
+        print(f"added      {name}")
+    for name in result.unchanged:
+        print(f"unchanged  {name}")
+    info(
+        f"{args.out}: pages of {', '.join(result.projects) or 'no project'} updated; "
+        f"serve it with 'wheelforge serve {args.out}'"
+    )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from wheelforge.publish.serve import make_server, simple_url
+
+    server = make_server(args.site, args.port)
+    info(f"serving {args.site} at {simple_url(server)} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from wheelforge.publish.publisher import publish
+
+    report, artifacts = _checked(args)
+
+    def progress(target: str, file: str, what: str) -> None:
+        info(f"{target}: {what} {file}")
+
+    result = publish(
+        args.dist,
+        args.targets,
+        report=report,
+        artifacts=artifacts,
+        dry_run=args.dry_run,
+        simple_url=args.simple_url,
+        schema=args.schema,
+        progress=None if args.json else progress,
+    )
+    if args.json:
+        emit_json(result.to_json())
+        return 0
+    if result.resumed:
+        info(f"resuming: {result.resumed} files were sent by an earlier run")
+    table(
+        ["target", "file", "action", "why"],
+        [
+            [
+                a.target,
+                a.file,
+                ("would send" if args.dry_run else "sent") if a.action == "send" else a.action,
+                a.reason,
+            ]
+            for a in result.actions
+        ],
+    )
+    for note in result.notes:
+        info(f"note: {note}")
+    return 0

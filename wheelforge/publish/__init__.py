@@ -1,0 +1,1 @@
+"""Publishing: check a release set, write a static variant index, serve it, upload."""

@@ -1,0 +1,549 @@
+"""The check stage: is a ``dist/`` directory a coherent release set, fit to publish?
+
+Every wheel is read from its zip directory (only RECORD, METADATA and variant.json
+are decompressed, plus every member when hashes are verified, which uv does not do).
+Findings are collected rather than raised, so one run reports every defect.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import tarfile
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging import metadata as core_metadata
+from packaging.utils import canonicalize_name, canonicalize_version
+
+from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
+from wheelforge.compress import default_jobs, zstd_allowed
+from wheelforge.errors import InvalidInput
+from wheelforge.publish.release import Artifact, Role, classify, sha256_file
+from wheelforge.render import human_size
+from wheelforge.variants.labels import NULL_LABEL
+from wheelforge.variants.merge import merge_all
+from wheelforge.variants.metadata import VariantMetadata, loads
+from wheelforge.variants.properties import VariantProperty
+from wheelforge.variants_file import differences
+from wheelforge.wheel.archive import METHOD_NAMES, ZSTD
+from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
+
+DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # PyPI's default per-file limit
+# What one wheel of a release may add to the METADATA the others share.
+VARIANT_FIELDS = frozenset({"requires_dist"})
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    file: str
+    check: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "severity": str(self.severity),
+            "file": self.file,
+            "check": self.check,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    directory: Path
+    artifacts: tuple[Artifact, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "ok": self.ok,
+            "files": [a.name for a in self.artifacts],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+@dataclass
+class _WheelFacts:
+    """What one wheel says about itself, and what is wrong with it alone."""
+
+    artifact: Artifact
+    findings: list[Finding] = field(default_factory=list)
+    variant: VariantMetadata | None = None
+    properties: frozenset[VariantProperty] | None = None
+    metadata: dict[str, Any] | None = None  # packaging's RawMetadata
+
+    def error(self, check: str, message: str) -> None:
+        self.findings.append(Finding(Severity.ERROR, self.artifact.name, check, message))
+
+    def warning(self, check: str, message: str) -> None:
+        self.findings.append(Finding(Severity.WARNING, self.artifact.name, check, message))
+
+
+def check_release_set(
+    directory: Path,
+    *,
+    verify_hashes: bool = True,
+    max_size: int = DEFAULT_MAX_SIZE,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    """Check every publishable file of ``directory`` and the set they form."""
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory}: expected a directory of wheels")
+    findings: list[Finding] = []
+    artifacts: list[Artifact] = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            artifact = classify(path)
+        except InvalidInput as err:
+            findings.append(Finding(Severity.ERROR, path.name, "filename", _strip(err, path)))
+            continue
+        if artifact is not None:
+            artifacts.append(artifact)
+    if not artifacts and not findings:
+        raise InvalidInput(f"{directory}: no wheels, sdists or variants files to check")
+
+    readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
+    done = 0
+
+    def read(artifact: Artifact) -> _WheelFacts:
+        nonlocal done
+        facts = _read(artifact, verify_hashes=verify_hashes, max_size=max_size)
+        done += 1
+        if progress is not None:
+            progress(done, len(readers))
+        return facts
+
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+        facts = list(pool.map(read, readers))
+    for fact in facts:
+        findings += fact.findings
+    findings += _check_set(directory, artifacts, facts)
+    return CheckReport(directory, tuple(artifacts), tuple(findings))
+
+
+# -- one file at a time -------------------------------------------------------------
+
+
+def _read(artifact: Artifact, *, verify_hashes: bool, max_size: int) -> _WheelFacts:
+    facts = _WheelFacts(artifact)
+    size = artifact.path.stat().st_size
+    if size > max_size:
+        facts.error(
+            "size",
+            f"{human_size(size)} ({size} bytes), over the per-file limit of {max_size} bytes "
+            "(--max-size-mb; PyPI's default limit is 100 MiB)",
+        )
+    try:
+        if artifact.is_wheel:
+            _read_wheel(facts, verify_hashes=verify_hashes)
+        else:
+            _check_metadata(facts, sdist_metadata(artifact.path), "PKG-INFO")
+    except InvalidInput as err:
+        facts.error("archive", _strip(err, artifact.path))
+    return facts
+
+
+def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
+    artifact = facts.artifact
+    with Wheel(artifact.path) as wheel:
+        try:
+            record = wheel.record()
+            if verify_hashes:
+                wheel.verify_record(record)
+            else:
+                wheel.check_record_listing(record)
+        except InvalidInput as err:
+            facts.error("record", _strip(err, artifact.path))
+        _check_compression(facts, wheel)
+        _check_variant_json(facts, wheel)
+        _check_metadata(facts, wheel.read(wheel.dist_info_path("METADATA")), "METADATA")
+
+
+def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
+    zstd_members = []
+    for member in wheel.members.values():
+        if member.method not in METHOD_NAMES:
+            facts.error("compression", f"{member.name}: unknown zip method {member.method}")
+        elif member.method == ZSTD:
+            if member.name.startswith(f"{wheel.dist_info}/"):
+                facts.error(
+                    "compression",
+                    f"{member.name} is zstd: .dist-info members must stay deflate "
+                    "(installers read them before they know the wheel)",
+                )
+            else:
+                zstd_members.append(member.name)
+    if zstd_members:
+        verdict = zstd_allowed(wheel.filename)
+        if not verdict.allowed:
+            facts.error(
+                "compression",
+                f"{len(zstd_members)} zstd members (first {zstd_members[0]}): {verdict.reason}",
+            )
+
+
+def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
+    label = wheel.filename.label
+    inner = wheel.dist_info_path(VARIANT_JSON)
+    try:
+        meta = wheel.variant_metadata()
+    except InvalidInput as err:
+        facts.error("variant.json", _strip(err, wheel.path))
+        return
+    if label is None:
+        if meta is not None:
+            facts.error(
+                "variant.json", f"a plain wheel (no label) carries {inner}: tag it or remove it"
+            )
+        return
+    if meta is None:
+        facts.error("variant.json", f"labelled {label!r} but has no {inner}")
+        return
+    if len(meta.variants) != 1:
+        facts.error(
+            "variant.json", f"{inner} has {len(meta.variants)} variants, expected exactly one"
+        )
+        return
+    ((inner_label, properties),) = meta.variants.items()
+    if inner_label != label:
+        facts.error(
+            "variant.json",
+            f"{inner} names label {inner_label!r}, the filename says {label!r}",
+        )
+        return
+    if (label == NULL_LABEL) != (not properties):
+        facts.error("variant.json", f"label {label!r} with {len(properties)} properties")
+        return
+    facts.variant = meta
+    facts.properties = frozenset(properties)
+
+
+def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
+    """Core metadata as ``twine check`` and ``twine upload`` judge it: every field
+    known and well-formed, the long description renders."""
+    artifact = facts.artifact
+    raw, unparsed = core_metadata.parse_email(data)
+    if _version_tuple(str(raw.get("metadata_version", "0"))) < (2, 4):
+        raw.pop("license_files", None)  # setuptools writes it too early; twine tolerates it
+        unparsed.pop("license-file", None)
+    for key in sorted(unparsed):
+        facts.error("metadata", f"{member}: unrecognized or malformed field {key!r}")
+    try:
+        core_metadata.Metadata.from_raw(raw)
+    except core_metadata.ExceptionGroup as group:
+        for problem in sorted(str(e) for e in group.exceptions):
+            facts.error("metadata", f"{member}: {problem}")
+    name, version = raw.get("name", ""), raw.get("version", "")
+    if canonicalize_name(str(name)) != artifact.project or canonicalize_version(
+        str(version)
+    ) != canonicalize_version(artifact.version):
+        facts.error(
+            "metadata",
+            f"{member} says {name} {version}, the filename says {artifact.project} "
+            f"{artifact.version}",
+        )
+    _check_description(facts, raw, member)
+    facts.metadata = dict(raw)
+
+
+def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
+    description = raw.get("description")
+    content_type = raw.get("description_content_type")
+    if not description or description.rstrip() == "UNKNOWN":
+        facts.warning("metadata", f"{member}: no long description (PyPI shows an empty page)")
+        return
+    if content_type is None:
+        facts.warning(
+            "metadata",
+            f"{member}: no Description-Content-Type; PyPI renders the description as "
+            "reStructuredText",
+        )
+    if content_type is None or content_type.split(";")[0].strip() == "text/x-rst":
+        import readme_renderer.rst
+
+        warnings = io.StringIO()
+        if readme_renderer.rst.render(description, stream=warnings) is None:
+            first = warnings.getvalue().strip().splitlines()[:1]
+            facts.error(
+                "metadata",
+                f"{member}: the long description does not render as reStructuredText "
+                f"(PyPI would refuse it){': ' + first[0] if first else ''}",
+            )
+
+
+def sdist_metadata(path: Path) -> bytes:
+    try:
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.count("/") == 1]
+                member = next(n for n in names if n.endswith("/PKG-INFO"))
+                return archive.read(member)
+        with tarfile.open(path, "r:gz") as archive:
+            for info in archive:
+                if info.name.count("/") == 1 and info.name.endswith("/PKG-INFO"):
+                    extracted = archive.extractfile(info)
+                    if extracted is not None:
+                        return extracted.read()
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, StopIteration):
+        pass
+    raise InvalidInput(f"{path}: not a readable sdist with a top-level PKG-INFO")
+
+
+# -- the set ------------------------------------------------------------------------
+
+
+def _check_set(
+    directory: Path, artifacts: list[Artifact], facts: list[_WheelFacts]
+) -> list[Finding]:
+    findings: list[Finding] = []
+
+    def error(file: str, check: str, message: str) -> None:
+        findings.append(Finding(Severity.ERROR, file, check, message))
+
+    releases = sorted({(a.project, a.version) for a in artifacts})
+    if len(releases) > 1:
+        names = ", ".join(f"{p} {v}" for p, v in releases)
+        error(
+            directory.name + "/",
+            "release",
+            f"holds {len(releases)} releases ({names}); a release set is one name and one version",
+        )
+    by_release: dict[tuple[str, str], list[_WheelFacts]] = defaultdict(list)
+    for fact in facts:
+        by_release[fact.artifact.project, fact.artifact.version].append(fact)
+    variants_files = {(a.project, a.version): a for a in artifacts if a.role is Role.VARIANTS_FILE}
+    for release in releases:
+        wheels = [f for f in by_release[release] if f.artifact.is_wheel]
+        findings += _check_labels(wheels)
+        findings += _check_fallback(release, wheels, directory)
+        findings += _check_agreement(by_release[release])
+        findings += _check_variants_file(release, wheels, variants_files.get(release))
+    findings += _check_manifest(directory, artifacts)
+    return findings
+
+
+def _check_labels(wheels: list[_WheelFacts]) -> list[Finding]:
+    """One label <-> one property set."""
+    findings = []
+    by_label: dict[str, tuple[str, frozenset[VariantProperty]]] = {}
+    by_properties: dict[frozenset[VariantProperty], tuple[str, str]] = {}
+    for fact in wheels:
+        label, props = fact.artifact.label, fact.properties
+        if label is None or props is None:
+            continue
+        name = fact.artifact.name
+        seen = by_label.setdefault(label, (name, props))
+        if seen[1] != props:
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    name,
+                    "label",
+                    f"label {label!r} has other properties than in {seen[0]}: "
+                    f"one label must mean one property set",
+                )
+            )
+        other = by_properties.setdefault(props, (label, name))
+        if other[0] != label:
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    name,
+                    "label",
+                    f"label {label!r} has the same properties as label {other[0]!r} "
+                    f"({other[1]}): one property set must have one label",
+                )
+            )
+    return findings
+
+
+def _check_fallback(
+    release: tuple[str, str], wheels: list[_WheelFacts], directory: Path
+) -> list[Finding]:
+    plain = [f for f in wheels if f.artifact.label is None]
+    null = [f for f in wheels if f.artifact.label == NULL_LABEL]
+    variants = [f for f in wheels if f.artifact.role is Role.VARIANT]
+    where = f"{release[0]} {release[1]}"
+    if not variants or plain:
+        return []
+    if not null:
+        return [
+            Finding(
+                Severity.ERROR,
+                directory.name + "/",
+                "fallback",
+                f"{where}: no fallback: machines that no variant fits get nothing; "
+                'add a plain wheel (kind = "plain") or a null variant (kind = "null")',
+            )
+        ]
+    return [
+        Finding(
+            Severity.WARNING,
+            directory.name + "/",
+            "fallback",
+            f"{where}: no plain wheel: installers without variant support (pip) find no wheel",
+        )
+    ]
+
+
+def _check_agreement(facts: list[_WheelFacts]) -> list[Finding]:
+    """Every wheel's METADATA equals the others' but for a variant's own fields."""
+    findings: list[Finding] = []
+    readable = [f for f in facts if f.metadata is not None and f.artifact.is_wheel]
+    readable.sort(key=lambda f: (f.artifact.label is not None, f.artifact.name))
+    if not readable:
+        return findings
+    reference = readable[0]
+    assert reference.metadata is not None
+    for fact in readable[1:]:
+        assert fact.metadata is not None
+        keys = set(reference.metadata) | set(fact.metadata)
+        differing = sorted(
+            k for k in keys - VARIANT_FIELDS if reference.metadata.get(k) != fact.metadata.get(k)
+        )
+        if differing:
+            fields = ", ".join(_field_name(k) for k in differing)
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    fact.artifact.name,
+                    "metadata",
+                    f"METADATA differs from {reference.artifact.name} in {fields} "
+                    "(a variant may only add Requires-Dist)",
+                )
+            )
+    return findings
+
+
+def _check_variants_file(
+    release: tuple[str, str], wheels: list[_WheelFacts], variants_file: Artifact | None
+) -> list[Finding]:
+    labelled = [f for f in wheels if f.variant is not None]
+    expected: VariantMetadata | None = None
+    if labelled:
+        try:
+            expected = merge_all((f.artifact.name, f.variant) for f in labelled if f.variant)
+        except InvalidInput as err:
+            return [
+                Finding(Severity.ERROR, labelled[0].artifact.name, "variants-file", err.message)
+            ]
+    if variants_file is None:
+        if expected is None:
+            return []
+        return [
+            Finding(
+                Severity.INFO,
+                f"{release[0].replace('-', '_')}-{release[1]}-variants.json",
+                "variants-file",
+                "not in the directory: 'wheelforge index' and 'publish' write it from the wheels",
+            )
+        ]
+    name = variants_file.name
+    try:
+        actual = loads(variants_file.path.read_bytes(), source=name)
+    except InvalidInput as err:
+        return [Finding(Severity.ERROR, name, "variants-file", err.message)]
+    if expected is None:
+        expected = VariantMetadata(namespace_priorities=())
+    return [
+        Finding(Severity.ERROR, name, "variants-file", diff)
+        for diff in differences(actual, expected)
+    ]
+
+
+def _check_manifest(directory: Path, artifacts: list[Artifact]) -> list[Finding]:
+    if not (directory / MANIFEST_NAME).exists():
+        return []
+    findings = []
+    try:
+        entries = read_manifest(directory)["artifacts"]
+    except InvalidInput as err:
+        return [Finding(Severity.ERROR, MANIFEST_NAME, "manifest", err.message)]
+    listed = set()
+    for entry in entries:
+        file = str(entry.get("file"))
+        listed.add(file)
+        path = directory / file
+        if not path.exists():
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    MANIFEST_NAME,
+                    "manifest",
+                    f"lists {file}, which is not in the directory",
+                )
+            )
+        elif entry.get("sha256") != sha256_file(path):
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    file,
+                    "manifest",
+                    f"sha256 differs from the one {MANIFEST_NAME} records",
+                )
+            )
+    for artifact in artifacts:
+        if artifact.is_wheel and artifact.name not in listed:
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    artifact.name,
+                    "manifest",
+                    f"not listed in {MANIFEST_NAME} (built elsewhere?)",
+                )
+            )
+    return findings
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _strip(err: InvalidInput, path: Path) -> str:
+    """The message without the path prefix: the findings table has a file column."""
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if err.message.startswith(prefix):
+            return err.message[len(prefix) :]
+    return err.message
+
+
+def _version_tuple(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in value.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _field_name(key: str) -> str:
+    return "-".join(part.capitalize() for part in key.split("_"))
+
+
+def severities(findings: Iterable[Finding]) -> dict[str, int]:
+    counts = dict.fromkeys((str(s) for s in Severity), 0)
+    for finding in findings:
+        counts[str(finding.severity)] += 1
+    return counts

@@ -1,0 +1,351 @@
+"""The index stage: a static PEP 503 / 691 / 658 / 714 index that serves variants files.
+
+Layout of a site::
+
+    simple/index.html, simple/index.json               the project list
+    simple/{project}/index.html, .../index.json        one page per project (HTML, JSON)
+    files/{project}/{sha256[:16]}/{filename}           the files, content-addressed
+    files/{project}/{sha256[:16]}/{filename}.metadata  PEP 658 core metadata of wheels
+
+Files are only ever added, under a path that names their content, so a page never
+points at a file that changed under it. Pages are written into a copy of ``simple/``
+(unchanged pages hard-linked, so they stay untouched) which is then swapped in with
+one atomic ``renameat2(RENAME_EXCHANGE)``: a reader sees the old site or the new one.
+A project's ``index.json`` is also the site's record of what it holds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import functools
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging import metadata as core_metadata
+
+from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import atomic_path, atomic_write
+from wheelforge.publish.release import Artifact, Role, sha256_file
+from wheelforge.wheel.wheelfile import Wheel
+
+API_VERSION = "1.1"
+JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
+_LOCK_NAME = ".wheelforge.lock"
+_STAGING_NAME = ".simple.new"
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    """One file as a project page lists it."""
+
+    filename: str
+    url: str  # relative to the project page
+    sha256: str
+    size: int
+    requires_python: str | None = None
+    metadata_sha256: str | None = None  # PEP 658: a {url}.metadata file exists
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "filename": self.filename,
+            "url": self.url,
+            "hashes": {"sha256": self.sha256},
+            "size": self.size,
+            "yanked": False,
+        }
+        if self.requires_python:
+            entry["requires-python"] = self.requires_python
+        if self.metadata_sha256:
+            entry["core-metadata"] = {"sha256": self.metadata_sha256}
+            entry["dist-info-metadata"] = {"sha256": self.metadata_sha256}  # before PEP 714
+        return entry
+
+    @classmethod
+    def from_json(cls, entry: Any, source: str) -> IndexedFile:
+        try:
+            metadata = entry.get("core-metadata")
+            return cls(
+                filename=str(entry["filename"]),
+                url=str(entry["url"]),
+                sha256=str(entry["hashes"]["sha256"]),
+                size=int(entry["size"]),
+                requires_python=entry.get("requires-python"),
+                metadata_sha256=metadata.get("sha256") if isinstance(metadata, dict) else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InvalidInput(f"{source}: a 'files' entry is not one wheelforge wrote") from None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A file put into the site's store (it may have been there already)."""
+
+    project: str
+    file: IndexedFile
+    new: bool
+
+
+class Site:
+    """A static index directory. Use :meth:`locked` around changes."""
+
+    def __init__(self, root: Path) -> None:
+        if root.exists() and not root.is_dir():
+            raise InvalidInput(f"{root}: exists and is not a directory")
+        self.root = root
+
+    @property
+    def simple(self) -> Path:
+        return self.root / "simple"
+
+    @contextmanager
+    def locked(self) -> Iterator[Site]:
+        """Hold the site's lock; clear what an interrupted writer left behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / _LOCK_NAME, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            shutil.rmtree(self.root / _STAGING_NAME, ignore_errors=True)
+            yield self
+
+    # -- reading --------------------------------------------------------------
+
+    def projects(self) -> list[str]:
+        if not self.simple.is_dir():
+            return []
+        return sorted(p.name for p in self.simple.iterdir() if (p / "index.json").is_file())
+
+    def files(self, project: str) -> dict[str, IndexedFile]:
+        """What the project page lists now, by filename."""
+        page = self.simple / project / "index.json"
+        if not page.is_file():
+            return {}
+        try:
+            data = json.loads(page.read_bytes())
+            entries = data["files"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"{page}: not a PEP 691 project page") from None
+        listed = (IndexedFile.from_json(entry, str(page)) for entry in entries)
+        return {f.filename: f for f in listed}
+
+    def path_of(self, project: str, file: IndexedFile) -> Path:
+        return self.simple / project / file.url
+
+    def read(self, project: str, file: IndexedFile) -> bytes:
+        return self.path_of(project, file).read_bytes()
+
+    # -- the store ------------------------------------------------------------
+
+    def check_new(self, artifacts: Iterable[Artifact]) -> None:
+        """Refuse, before anything is written, a file whose name the site lists with
+        other content (variants files excepted: they grow by merging)."""
+        listed: dict[str, dict[str, IndexedFile]] = {}
+        for artifact in artifacts:
+            if artifact.role is Role.VARIANTS_FILE:
+                continue
+            files = listed.setdefault(artifact.project, self.files(artifact.project))
+            existing = files.get(artifact.name)
+            if existing is not None and existing.sha256 != sha256_file(artifact.path):
+                raise InvalidInput(
+                    f"{artifact.name}: the site already has a file of this name with other "
+                    f"content (sha256 {existing.sha256[:16]}…); published files are never "
+                    "replaced: bump the version or the build number"
+                )
+
+    def store(self, artifact: Artifact, data: bytes | None = None) -> Stored:
+        """Put one file (``data``, or the artifact's own bytes) into the content-addressed
+        store, with its PEP 658 metadata; nothing is listed until :meth:`publish_pages`."""
+        if data is None:
+            sha256 = sha256_file(artifact.path)
+            size = artifact.path.stat().st_size
+        else:
+            sha256 = _sha256(data)
+            size = len(data)
+        directory = self.root / "files" / artifact.project / sha256[:16]
+        target = directory / artifact.name
+        new = not target.exists()
+        if new:
+            with atomic_path(target) as tmp:
+                if data is None:
+                    shutil.copyfile(artifact.path, tmp)
+                else:
+                    tmp.write_bytes(data)
+        metadata = _core_metadata(artifact) if artifact.role is not Role.VARIANTS_FILE else None
+        metadata_sha256 = None
+        requires_python = None
+        if metadata is not None:
+            metadata_sha256 = _sha256(metadata)
+            sidecar = target.with_name(target.name + ".metadata")
+            if not sidecar.exists():
+                atomic_write(sidecar, metadata)
+            raw, _ = core_metadata.parse_email(metadata)
+            requires_python = raw.get("requires_python")
+        if not artifact.is_wheel:
+            metadata_sha256 = None  # PEP 658 is served for wheels only
+        url = f"../../files/{artifact.project}/{sha256[:16]}/{artifact.name}"
+        file = IndexedFile(artifact.name, url, sha256, size, requires_python, metadata_sha256)
+        return Stored(artifact.project, file, new)
+
+    # -- the pages ------------------------------------------------------------
+
+    def publish_pages(self, additions: Mapping[str, Iterable[IndexedFile]]) -> list[str]:
+        """List ``additions`` (project -> files) on their project pages, replacing an
+        entry of the same filename; swap the new pages in atomically. Returns the
+        projects whose pages changed."""
+        staging = self.root / _STAGING_NAME
+        shutil.rmtree(staging, ignore_errors=True)
+        if self.simple.is_dir():
+            shutil.copytree(self.simple, staging, copy_function=_link_or_copy)
+        else:
+            staging.mkdir(parents=True)
+        changed = []
+        for project, files in sorted(additions.items()):
+            listed = self.files(project)
+            before = dict(listed)
+            for file in files:
+                listed[file.filename] = file
+            if listed != before or not (self.simple / project / "index.json").is_file():
+                _write_project_pages(staging / project, project, listed.values())
+                changed.append(project)
+        projects = sorted(set(self.projects()) | set(additions))
+        _write_if_changed(staging / "index.html", _render("root.html", projects=projects))
+        _write_if_changed(staging / "index.json", _json_root(projects))
+        _swap_in(staging, self.simple)
+        return changed
+
+
+# -- rendering ----------------------------------------------------------------------
+
+
+@functools.cache
+def _templates() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("wheelforge", "templates/index"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _render(template: str, **context: Any) -> bytes:
+    text: str = _templates().get_template(template).render(api_version=API_VERSION, **context)
+    return text.encode()
+
+
+def _json_root(projects: list[str]) -> bytes:
+    document = {"meta": {"api-version": API_VERSION}, "projects": [{"name": p} for p in projects]}
+    return _json_bytes(document)
+
+
+def project_json(project: str, files: Iterable[IndexedFile]) -> bytes:
+    ordered = sorted(files, key=lambda f: f.filename)
+    versions = sorted({_version_of(f.filename) for f in ordered} - {None}, key=str)
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "files": [f.to_json() for f in ordered],
+        "versions": versions,
+    }
+    return _json_bytes(document)
+
+
+def _write_project_pages(directory: Path, project: str, files: Iterable[IndexedFile]) -> None:
+    ordered = sorted(files, key=lambda f: f.filename)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "index.json"):
+        (directory / name).unlink(missing_ok=True)  # a hard link to the old page
+    (directory / "index.html").write_bytes(_render("project.html", name=project, files=ordered))
+    (directory / "index.json").write_bytes(project_json(project, ordered))
+
+
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _version_of(filename: str) -> str | None:
+    from wheelforge.publish.release import classify
+
+    try:
+        artifact = classify(Path(filename))
+    except InvalidInput:
+        return None
+    return artifact.version if artifact is not None else None
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.unlink(missing_ok=True)
+    path.write_bytes(data)
+
+
+# -- files --------------------------------------------------------------------------
+
+
+def _core_metadata(artifact: Artifact) -> bytes | None:
+    if artifact.is_wheel:
+        with Wheel(artifact.path) as wheel:
+            return wheel.read(wheel.dist_info_path("METADATA"))
+    if artifact.role is Role.FALLBACK:
+        from wheelforge.publish.check import sdist_metadata
+
+        return sdist_metadata(artifact.path)
+    return None
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _swap_in(staging: Path, live: Path) -> None:
+    """Make ``staging`` the live directory in one step; remove the old one."""
+    if not live.exists():
+        os.rename(staging, live)
+        return
+    if _exchange(staging, live):
+        shutil.rmtree(staging)  # now the old pages
+        return
+    old = live.with_name(live.name + ".old")  # no renameat2: a moment without pages
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(live, old)
+    os.rename(staging, live)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), ctypes.c_uint(_RENAME_EXCHANGE)
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

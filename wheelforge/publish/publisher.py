@@ -1,0 +1,250 @@
+"""The publish stage: check, then send a release set to each target in order.
+
+Fallbacks go first, variant wheels next, the variants file last where the target can
+hold it. A file already there with the same sha256 is skipped; one with other content
+is refused before anything is sent to any target. Each sent file is recorded in
+``DIST/.wheelforge-publish.json``, so an interrupted publish resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import atomic_write
+from wheelforge.publish.check import CheckReport
+from wheelforge.publish.index import IndexedFile, Site
+from wheelforge.publish.plan import Step, site_steps
+from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_file
+from wheelforge.publish.upload import UploadTarget, remote_files, twine_upload, upload_target
+from wheelforge.variants.metadata import Schema
+
+STATE_NAME = ".wheelforge-publish.json"
+Progress = Callable[[str, str, str], None]  # target, file, what happened
+
+
+@dataclass(frozen=True)
+class Action:
+    target: str
+    file: str
+    action: str  # "send", "skip" (already there), "not sent" (the target cannot take it)
+    reason: str = ""
+
+
+@dataclass
+class PublishReport:
+    check: CheckReport
+    actions: list[Action] = field(default_factory=list)
+    resumed: int = 0  # files an earlier, interrupted run had sent
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "resumed": self.resumed,
+            "actions": [asdict(a) for a in self.actions],
+            "notes": self.notes,
+            "check": self.check.to_json(),
+        }
+
+
+class CheckFailed(InvalidInput):
+    """The release set has errors; nothing was published."""
+
+
+def verified_artifacts(report: CheckReport) -> list[Artifact]:
+    """The checked set's files in publishing order; :class:`CheckFailed` if it has errors."""
+    if not report.ok:
+        first = report.errors[0]
+        raise CheckFailed(
+            f"{report.directory}: {len(report.errors)} check errors, nothing published "
+            f"(first: {first.file}: {first.message})",
+            hint=f"run 'wheelforge check {report.directory}' for every finding",
+        )
+    return in_publish_order(list(report.artifacts))
+
+
+# -- index: one batch ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    site: Path
+    added: list[str]
+    unchanged: list[str]
+    projects: list[str]  # whose pages changed
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "site": str(self.site)}
+
+
+def index_release_set(
+    artifacts: Sequence[Artifact], root: Path, *, schema: Schema = Schema.PROVIDERS_V0_2_0
+) -> IndexResult:
+    """Add a checked release set to the static site at ``root`` in one atomic swap."""
+    site = Site(root)
+    with site.locked():
+        site.check_new(artifacts)
+        steps = site_steps(list(artifacts), site, schema=schema)
+        stored = [site.store(step.artifact, step.data) for step in steps]
+        additions: dict[str, list[IndexedFile]] = {}
+        added: list[str] = []
+        unchanged: list[str] = []
+        for item in stored:
+            additions.setdefault(item.project, []).append(item.file)
+            listed = site.files(item.project).get(item.file.filename)
+            (unchanged if listed == item.file else added).append(item.file.filename)
+        projects = site.publish_pages(additions)
+    return IndexResult(root, added, unchanged, projects)
+
+
+# -- publish: one file at a time ----------------------------------------------------
+
+
+def publish(
+    dist: Path,
+    targets: Sequence[str],
+    *,
+    report: CheckReport,
+    artifacts: list[Artifact],
+    dry_run: bool = False,
+    simple_url: str | None = None,
+    schema: Schema = Schema.PROVIDERS_V0_2_0,
+    progress: Progress | None = None,
+) -> PublishReport:
+    if not targets:
+        raise InvalidInput("publish: give at least one --to TARGET")
+    result = PublishReport(report, dry_run=dry_run)
+    plans: list[tuple[str, Site | UploadTarget, list[tuple[Step, Action]]]] = []
+    for text in targets:  # plan every target before anything is sent anywhere
+        target = _target(text, simple_url)
+        if isinstance(target, Site):
+            plans.append((str(target.root), target, _plan_site(target, artifacts, schema)))
+        else:
+            plans.append((target.name, target, _plan_upload(target, artifacts)))
+    _note_unsent_variants(result, plans)
+    state = _State(dist)
+    for name, _, plan in plans:
+        result.actions += [action for _, action in plan]
+        result.resumed += sum(
+            1 for step, action in plan if action.action == "skip" and state.sent(name, step)
+        )
+    if dry_run:
+        return result
+    for name, target, plan in plans:
+        todo = [(step, action) for step, action in plan if action.action == "send"]
+        if isinstance(target, Site):
+            with target.locked():
+                for step, _ in todo:
+                    stored = target.store(step.artifact, step.data)
+                    target.publish_pages({stored.project: [stored.file]})
+                    state.record(name, step, stored.file.sha256)
+                    if progress:
+                        progress(name, step.artifact.name, "published")
+        else:
+            for step, _ in todo:
+                twine_upload(target, step.artifact.path)
+                state.record(name, step, sha256_file(step.artifact.path))
+                if progress:
+                    progress(name, step.artifact.name, "uploaded")
+    return result
+
+
+def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
+    if text in ("pypi", "testpypi") or "://" in text:
+        return upload_target(text, simple_url)
+    return Site(Path(text))
+
+
+def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tuple[Step, Action]]:
+    site.check_new(artifacts)
+    plan = []
+    for step in site_steps(artifacts, site, schema=schema):
+        listed = site.files(step.artifact.project).get(step.artifact.name)
+        sha256 = sha256_file(step.artifact.path) if step.data is None else _sha(step.data)
+        if listed is not None and listed.sha256 == sha256:
+            action = Action(str(site.root), step.artifact.name, "skip", "already published")
+        else:
+            why = "the variants file, last" if step.artifact.role is Role.VARIANTS_FILE else ""
+            action = Action(str(site.root), step.artifact.name, "send", why)
+        plan.append((step, action))
+    return plan
+
+
+def _plan_upload(target: UploadTarget, artifacts: list[Artifact]) -> list[tuple[Step, Action]]:
+    plan = []
+    remote: dict[str, dict[str, str | None]] = {}
+    for artifact in artifacts:
+        if artifact.role is Role.VARIANTS_FILE:
+            reason = "an upload index cannot hold variants files; publish them to a static site"
+            plan.append((Step(artifact), Action(target.name, artifact.name, "not sent", reason)))
+            continue
+        if artifact.label is not None and not target.accepts_variant_filenames:
+            reason = f"{target.name} refuses variant filenames; publish them to a static site"
+            plan.append((Step(artifact), Action(target.name, artifact.name, "not sent", reason)))
+            continue
+        files = remote.setdefault(artifact.project, remote_files(target, artifact.project))
+        sha256 = sha256_file(artifact.path)
+        if artifact.name not in files:
+            plan.append((Step(artifact), Action(target.name, artifact.name, "send")))
+        elif files[artifact.name] in (sha256, None):
+            why = "already there" + (
+                " (no hash listed to compare)" if files[artifact.name] is None else ""
+            )
+            plan.append((Step(artifact), Action(target.name, artifact.name, "skip", why)))
+        else:
+            raise InvalidInput(
+                f"{artifact.name}: {target.name} already has a file of this name with other "
+                f"content (sha256 {files[artifact.name]}); nothing was sent",
+                hint="published files are never replaced: bump the version or the build number",
+            )
+    return plan
+
+
+def _note_unsent_variants(
+    result: PublishReport, plans: list[tuple[str, Site | UploadTarget, list[tuple[Step, Action]]]]
+) -> None:
+    refused = {a.file for _, _, plan in plans for _, a in plan if a.action == "not sent"}
+    sites = [name for name, target, _ in plans if isinstance(target, Site)]
+    if not refused:
+        return
+    if sites:
+        result.notes.append(
+            f"{len(refused)} files that the upload indexes cannot take go to the variant "
+            f"index {', '.join(sites)}"
+        )
+    else:
+        result.notes.append(
+            f"{len(refused)} files (variant wheels, variants file) are published nowhere: "
+            "add --to SITE to put the variant set on a static variant index"
+        )
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+class _State:
+    """``DIST/.wheelforge-publish.json``: target -> filename -> sha256 of what was sent."""
+
+    def __init__(self, dist: Path) -> None:
+        self.path = dist / STATE_NAME
+        try:
+            data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except ValueError:
+            data = {}
+        self.data: dict[str, dict[str, str]] = data if isinstance(data, dict) else {}
+
+    def sent(self, target: str, step: Step) -> bool:
+        return step.artifact.name in self.data.get(target, {})
+
+    def record(self, target: str, step: Step, sha256: str) -> None:
+        self.data.setdefault(target, {})[step.artifact.name] = sha256
+        atomic_write(self.path, (json.dumps(self.data, indent=1, sort_keys=True) + "\n").encode())

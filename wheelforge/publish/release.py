@@ -1,0 +1,113 @@
+"""The files of a release set in a ``dist/`` directory, and the order they are published in.
+
+A release is every wheel of one name and version, its sdist, and its
+``{name}-{version}-variants.json``. Fallbacks (sdists, plain wheels, the null variant)
+go out first, variant wheels next, the variants file last: a set interrupted half-way
+leaves installers on the fallback, never on a label without its wheel.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.version import InvalidVersion, Version
+
+from wheelforge.errors import InvalidInput
+from wheelforge.variants.labels import NULL_LABEL
+from wheelforge.wheel.filename import WheelFilename
+
+VARIANTS_SUFFIX = "-variants.json"
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
+class Role(enum.IntEnum):
+    """What an artifact is for, in publishing order."""
+
+    FALLBACK = 0  # sdist, plain wheel, null variant
+    VARIANT = 1  # a wheel with a (non-null) label
+    VARIANTS_FILE = 2  # {name}-{version}-variants.json
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    project: str  # canonical (PEP 503) name
+    version: str
+    role: Role
+    label: str | None = None  # wheels only
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.path.suffix == ".whl"
+
+    @property
+    def is_plain_wheel(self) -> bool:
+        return self.is_wheel and self.label is None
+
+
+def classify(path: Path) -> Artifact | None:
+    """The artifact a file is, ``None`` for a file that is not published (logs,
+    manifests); :class:`InvalidInput` for a distribution file whose name does not parse."""
+    name = path.name
+    if name.endswith(".whl"):
+        wheel = WheelFilename.parse(name)
+        project, version = wheel.release
+        fallback = wheel.label is None or wheel.label == NULL_LABEL
+        role = Role.FALLBACK if fallback else Role.VARIANT
+        return Artifact(path, canonicalize_name(project), version, role, wheel.label)
+    if name.endswith(VARIANTS_SUFFIX):
+        stem = name[: -len(VARIANTS_SUFFIX)]
+        project, sep, version = stem.rpartition("-")
+        try:
+            if not sep or not project:
+                raise InvalidVersion
+            version = str(Version(version))
+        except InvalidVersion:
+            raise InvalidInput(
+                f"{name}: expected {{name}}-{{version}}{VARIANTS_SUFFIX} with a valid version"
+            ) from None
+        return Artifact(path, canonicalize_name(project), version, Role.VARIANTS_FILE)
+    if name.endswith(SDIST_SUFFIXES):
+        try:
+            project, sdist_version = parse_sdist_filename(name)
+        except InvalidSdistFilename as err:
+            raise InvalidInput(f"{name}: {err}") from None
+        return Artifact(path, canonicalize_name(project), str(sdist_version), Role.FALLBACK)
+    return None
+
+
+def artifacts_in(directory: Path) -> list[Artifact]:
+    """Every publishable file of ``directory``, in publishing order."""
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory}: expected a directory of wheels")
+    found = []
+    for path in directory.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            artifact = classify(path)
+            if artifact is not None:
+                found.append(artifact)
+    if not found:
+        raise InvalidInput(f"{directory}: no wheels, sdists or variants files to publish")
+    return in_publish_order(found)
+
+
+def in_publish_order(artifacts: list[Artifact]) -> list[Artifact]:
+    """Fallbacks, then variant wheels, then variants files; sdists and plain wheels
+    before the null variant; by name within each group."""
+    return sorted(artifacts, key=lambda a: (a.role, a.label is not None, a.name))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
