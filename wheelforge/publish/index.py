@@ -110,7 +110,7 @@ class Site:
     def locked(self) -> Iterator[Site]:
         """Hold the site's lock; clear what an interrupted writer left behind."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / _LOCK_NAME, "w") as lock:
+        with open(self.root / _LOCK_NAME, "a") as lock:  # "a": no write, no new mtime
             fcntl.flock(lock, fcntl.LOCK_EX)
             shutil.rmtree(self.root / _STAGING_NAME, ignore_errors=True)
             yield self

@@ -126,7 +126,7 @@ def publish(
         if isinstance(target, Site):
             plans.append((str(target.root), target, _plan_site(target, artifacts, schema)))
         else:
-            plans.append((target.name, target, _plan_upload(target, artifacts)))
+            plans.append((target.name, target, _plan_upload(target, artifacts, schema)))
     _note_unsent_variants(result, plans)
     state = _State(dist)
     for name, _, plan in plans:
@@ -176,17 +176,20 @@ def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tu
     return plan
 
 
-def _plan_upload(target: UploadTarget, artifacts: list[Artifact]) -> list[tuple[Step, Action]]:
+def _plan_upload(
+    target: UploadTarget, artifacts: list[Artifact], schema: Schema
+) -> list[tuple[Step, Action]]:
     plan = []
     remote: dict[str, dict[str, str | None]] = {}
-    for artifact in artifacts:
+    for step in site_steps(artifacts, None, schema=schema):
+        artifact = step.artifact
         if artifact.role is Role.VARIANTS_FILE:
             reason = "an upload index cannot hold variants files; publish them to a static site"
-            plan.append((Step(artifact), Action(target.name, artifact.name, "not sent", reason)))
+            plan.append((step, Action(target.name, artifact.name, "not sent", reason)))
             continue
         if artifact.label is not None and not target.accepts_variant_filenames:
             reason = f"{target.name} refuses variant filenames; publish them to a static site"
-            plan.append((Step(artifact), Action(target.name, artifact.name, "not sent", reason)))
+            plan.append((step, Action(target.name, artifact.name, "not sent", reason)))
             continue
         files = remote.setdefault(artifact.project, remote_files(target, artifact.project))
         sha256 = sha256_file(artifact.path)
