@@ -132,6 +132,22 @@ def test_each_wheel_is_tagged_and_verifies(dist: Path, capsys: pytest.CaptureFix
     assert all(r["record_ok"] and r["problem"] is None for r in reports.values())
 
 
+def test_the_built_release_set_passes_check_and_indexes(
+    dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build's dist/ (wheels, manifest, variants file) is a publishable set."""
+    assert wf("check", dist, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and not [f for f in report["findings"] if f["severity"] == "error"]
+    assert "vecadd-0.1.0-variants.json" in report["files"]
+    site = tmp_path / "site"
+    assert wf("index", dist, "--out", site, "--json") == 0
+    listed = json.loads((site / "simple" / "vecadd" / "index.json").read_text())["files"]
+    assert {f["filename"] for f in listed} == {
+        p.name for p in dist.iterdir() if p.suffix == ".whl" or p.name.endswith("-variants.json")
+    }
+
+
 @pytest.fixture(scope="module")
 def dependencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The CUDA runtime wheel the cu130 variant declares, fetched from PyPI once."""

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,9 +133,6 @@ class Watcher(threading.Thread):
         self.join()
 
 
-import urllib.parse  # noqa: E402 - used above, kept beside urllib.request
-
-
 # -- a static site as the target ----------------------------------------------------
 
 
@@ -193,7 +191,7 @@ def test_a_killed_publish_resumes_and_never_offers_a_missing_wheel(tmp_path: Pat
         assert offered_problems(url + "demo/") == []
         assert "demo-1.0-variants.json" not in page(site, "demo")  # it comes last
         rerun = wheelforge("publish", dist, "--to", site)
-        out, err = rerun.communicate(timeout=300)
+        _out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, err
         assert f"resuming: {killed_at} files were sent by an earlier run" in err
         assert err.count(": published ") == total - killed_at

@@ -53,3 +53,100 @@ def test_tagging_an_existing_wheel(tmp_path: Path) -> None:
     assert "hello_variants-1.0.0-py3-none-any-v3.whl" in result.stdout
     with zipfile.ZipFile(dist / "hello_variants-1.0.0-py3-none-any-v3.whl") as zf:
         assert zf.testzip() is None
+
+
+def test_publishing_the_tagged_sample(tmp_path: Path) -> None:
+    """The tag example, then the publish example; its server answers uv and pip."""
+    import socket
+    import time
+    import urllib.request
+
+    from wheelforge.variants import supported
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = {k: v for k, v in env.items() if not k.startswith(("UV_", "PIP_", "NV_VARIANT_"))}
+    shutil.copytree(ROOT / "examples" / "wheels", tmp_path / "examples" / "wheels")
+    *steps, serve = console_commands()[3].split(" && ")
+    assert serve == "wheelforge serve site --port 8000"
+    for command in [console_commands()[2], " && ".join(steps)]:
+        result = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+    with socket.socket() as sock:  # port 8000 may be taken here; any free one will do
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [*serve.replace("8000", str(port)).split()],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/simple/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr
+                time.sleep(0.05)
+        uv_env = env | {"UV_CACHE_DIR": str(tmp_path / "uv-cache"), "UV_NO_CONFIG": "1"}
+        venv = tmp_path / "venv"
+        bin_dir = Path(sys.executable).parent
+        subprocess.run(
+            [str(bin_dir / "uv"), "venv", "-q", "--python", sys.executable, str(venv)],
+            env=uv_env,
+            check=True,
+        )
+        uv = subprocess.run(
+            [
+                str(bin_dir / "uv"),
+                "pip",
+                "install",
+                "-v",
+                "--preview-features",
+                "wheel-variants",
+                "--index-url",
+                url,
+                "--python",
+                str(venv / "bin" / "python"),
+                "hello-variants",
+            ],
+            env=uv_env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        pip = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--index-url",
+                url,
+                "--target",
+                str(tmp_path / "pip-target"),
+                "hello-variants",
+            ],
+            env=env | {"PIP_CONFIG_FILE": os.devnull},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
+    expected = "v3" if level >= 3 else "null"
+    assert uv.returncode == 0, uv.stderr
+    assert f"hello_variants-1.0.0-py3-none-any-{expected}.whl" in next(
+        line for line in uv.stderr.splitlines() if "Selecting: hello-variants" in line
+    )
+    assert pip.returncode == 0, pip.stderr
+    assert not list((tmp_path / "pip-target").glob("*.dist-info/variant.json"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import io
 import tarfile
+import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -129,13 +130,15 @@ def check_release_set(
 
     readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
     done = 0
+    lock = threading.Lock()
 
     def read(artifact: Artifact) -> _WheelFacts:
         nonlocal done
         facts = _read(artifact, verify_hashes=verify_hashes, max_size=max_size)
-        done += 1
-        if progress is not None:
-            progress(done, len(readers))
+        with lock:
+            done += 1
+            if progress is not None:
+                progress(done, len(readers))
         return facts
 
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:

@@ -95,10 +95,11 @@ def index_release_set(
         additions: dict[str, list[IndexedFile]] = {}
         added: list[str] = []
         unchanged: list[str] = []
+        listed = {project: site.files(project) for project in {s.project for s in stored}}
         for item in stored:
             additions.setdefault(item.project, []).append(item.file)
-            listed = site.files(item.project).get(item.file.filename)
-            (unchanged if listed == item.file else added).append(item.file.filename)
+            same = listed[item.project].get(item.file.filename) == item.file
+            (unchanged if same else added).append(item.file.filename)
         projects = site.publish_pages(additions)
     return IndexResult(root, added, unchanged, projects)
 

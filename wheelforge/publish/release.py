@@ -9,6 +9,7 @@ leaves installers on the fallback, never on a label without its wheel.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,15 @@ def in_publish_order(artifacts: list[Artifact]) -> list[Artifact]:
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256, computed once per (path, size, mtime): publishing asks for it
+    at each step, and a wheel may be gigabytes."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # the cache key
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
