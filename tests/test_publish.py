@@ -422,3 +422,18 @@ def test_credentials_in_a_url_are_refused(tmp_path: Path, cli: Cli) -> None:
     )
     assert code == 2 and "set TWINE_USERNAME and TWINE_PASSWORD instead" in err
     assert "hunter22" not in err
+
+
+def test_an_unreachable_index_is_one_clear_line(tmp_path: Path, cli: Cli) -> None:
+    port = _free_port()  # nothing listens there
+    code, _, err = cli("publish", release(tmp_path), "--to", f"http://127.0.0.1:{port}/")
+    assert code == 1
+    assert err.startswith(
+        f"error: http://127.0.0.1:{port}/: cannot read http://127.0.0.1:{port}/simple/demo/"
+    )
+    assert "Connection refused" in err
+
+
+def test_serving_something_that_is_not_a_site(tmp_path: Path, cli: Cli) -> None:
+    code, _, err = cli("serve", tmp_path)
+    assert code == 2 and "not a site (no simple/ directory" in err
