@@ -269,3 +269,21 @@ def test_cli_check_table_json_and_exit_codes(good_set: Path, cli: Cli) -> None:
     ]
     code, _, err = cli("check", good_set / "nowhere")
     assert code == 2 and "expected a directory of wheels" in err
+
+
+def test_many_wheels_are_read_in_processes_with_the_same_findings(tmp_path: Path) -> None:
+    """From 64 wheels on, wheels are read in worker processes: same report as one thread."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    plain = build_plain_wheel(dist, metadata_extra=GOOD_META)
+    for i in range(70):
+        prop = VariantProperty.parse(f"nvidia :: cuda_version_lower_bound :: 12.{i}")
+        _tag(plain, dist, frozenset({prop}))
+    (broken,) = [p for p in dist.glob("*.whl") if p.name != plain.name][:1]
+    broken.rename(broken.with_name(broken.name.replace(".whl", "x.whl")))  # label != variant.json
+    progress: list[int] = []
+    parallel = check_release_set(dist, jobs=2, progress=lambda done, total: progress.append(done))
+    serial = check_release_set(dist, jobs=1)
+    assert parallel.findings == serial.findings
+    assert [f.check for f in parallel.errors] == ["variant.json"]
+    assert progress == list(range(1, 72))

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -22,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_plain_wheel
+from tests.installers import clean_env, pip_install, selected, uv_install
 from wheelforge.cli import main
 from wheelforge.publish.index import JSON_CONTENT_TYPE
 from wheelforge.publish.serve import negotiate, serving
@@ -264,22 +262,6 @@ def served_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "site"
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("NV_VARIANT_PROVIDER_", "UV_", "PIP_")) and k != "VIRTUAL_ENV"
-    }
-    env.update(
-        UV_CACHE_DIR=str(tmp_path / "uv-cache"),
-        UV_NO_CONFIG="1",
-        UV_PYTHON_DOWNLOADS="never",
-        PIP_CONFIG_FILE=os.devnull,
-        **extra,
-    )
-    return env
-
-
 def _installed_label(site_packages: Path) -> str | None:
     (dist_info,) = site_packages.glob("demo-1.0.dist-info")
     variant = dist_info / "variant.json"
@@ -297,7 +279,7 @@ def test_uv_installs_the_right_variant_from_the_index(
     served_site: Path, tmp_path: Path, pages: str, driver: str | None, expected: str
 ) -> None:
     server = serving(served_site) if pages == "json" else html_only(served_site)
-    env = _env(tmp_path)
+    env = clean_env(tmp_path)
     if driver:
         env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
     with server as url:
@@ -308,35 +290,9 @@ def test_uv_installs_the_right_variant_from_the_index(
             served = response.headers["Content-Type"]
         assert (served == JSON_CONTENT_TYPE) == (pages == "json")
         venv = tmp_path / "venv"
-        subprocess.run(
-            [str(BIN / "uv"), "venv", "-q", "--python", sys.executable, str(venv)],
-            env=env,
-            check=True,
-        )
-        result = subprocess.run(
-            [
-                str(BIN / "uv"),
-                "pip",
-                "install",
-                "-v",
-                "--preview-features",
-                "wheel-variants",
-                "--index-url",
-                url,
-                "--python",
-                str(venv / "bin" / "python"),
-                "demo",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = uv_install(venv, url, "demo", env)
     assert result.returncode == 0, result.stderr
-    assert re.search(
-        rf"Selecting: demo==1\.0 \[compatible\] \(demo-1\.0-py3-none-any-{expected}\.whl\)",
-        result.stderr,
-    )
+    assert selected(result.stderr, "demo") == f"demo-1.0-py3-none-any-{expected}.whl"
     (site_packages,) = venv.glob("lib/python*/site-packages")
     assert _installed_label(site_packages) == expected
     assert (site_packages / "demo" / "__init__.py").read_text() == f"BUILT_FOR = {expected!r}\n"
@@ -350,25 +306,7 @@ def test_pip_installs_the_plain_fallback_from_the_index(
     server = serving(served_site) if pages == "json" else html_only(served_site)
     target = tmp_path / "target"
     with server as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "--index-url",
-                url,
-                "--target",
-                str(target),
-                "demo",
-            ],
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = pip_install(target, url, "demo", clean_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert _installed_label(target) is None
     assert (target / "demo" / "__init__.py").read_text() == "BUILT_FOR = 'plain'\n"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_plain_wheel
+from tests.installers import clean_env, pip_install
 from tests.test_index import META, page, release, snapshot
 from wheelforge.cli import main
 from wheelforge.publish.index import JSON_CONTENT_TYPE
@@ -297,25 +298,7 @@ def test_upload_to_pypiserver_then_rerun(pypiserver: PyPIServer, tmp_path: Path)
     assert uploaded[:2] == ["demo-1.0-py3-none-any.whl", "demo-1.0-py3-none-any-null.whl"]
     # pip, which ignores labelled wheels, installs the fallback from there
     target = tmp_path / "target"
-    pip = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            pypiserver.url + "simple/",
-            "--target",
-            str(target),
-            "demo",
-        ],
-        env=credentials() | {"PIP_CONFIG_FILE": os.devnull},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    pip = pip_install(target, pypiserver.url + "simple/", "demo", clean_env(tmp_path))
     assert pip.returncode == 0, pip.stderr
     assert (target / "demo" / "__init__.py").read_text() == "BUILT_FOR = 'plain'\n"
     # idempotent: everything is there with the same hash, nothing is sent

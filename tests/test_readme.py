@@ -11,6 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.installers import clean_env, pip_install, selected, uv_install
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,8 +65,7 @@ def test_publishing_the_tagged_sample(tmp_path: Path) -> None:
 
     from wheelforge.variants import supported
 
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env = {k: v for k, v in env.items() if not k.startswith(("UV_", "PIP_", "NV_VARIANT_"))}
+    env = clean_env(tmp_path)
     shutil.copytree(ROOT / "examples" / "wheels", tmp_path / "examples" / "wheels")
     *steps, serve = console_commands()[3].split(" && ")
     assert serve == "wheelforge serve site --port 8000"
@@ -94,59 +95,16 @@ def test_publishing_the_tagged_sample(tmp_path: Path) -> None:
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr
                 time.sleep(0.05)
-        uv_env = env | {"UV_CACHE_DIR": str(tmp_path / "uv-cache"), "UV_NO_CONFIG": "1"}
-        venv = tmp_path / "venv"
-        bin_dir = Path(sys.executable).parent
-        subprocess.run(
-            [str(bin_dir / "uv"), "venv", "-q", "--python", sys.executable, str(venv)],
-            env=uv_env,
-            check=True,
-        )
-        uv = subprocess.run(
-            [
-                str(bin_dir / "uv"),
-                "pip",
-                "install",
-                "-v",
-                "--preview-features",
-                "wheel-variants",
-                "--index-url",
-                url,
-                "--python",
-                str(venv / "bin" / "python"),
-                "hello-variants",
-            ],
-            env=uv_env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        pip = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--no-cache-dir",
-                "--index-url",
-                url,
-                "--target",
-                str(tmp_path / "pip-target"),
-                "hello-variants",
-            ],
-            env=env | {"PIP_CONFIG_FILE": os.devnull},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        uv = uv_install(tmp_path / "venv", url, "hello-variants", clean_env(tmp_path))
+        pip = pip_install(tmp_path / "pip-target", url, "hello-variants", clean_env(tmp_path))
     finally:
         server.terminate()
         server.wait(timeout=10)
     level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
     expected = "v3" if level >= 3 else "null"
     assert uv.returncode == 0, uv.stderr
-    assert f"hello_variants-1.0.0-py3-none-any-{expected}.whl" in next(
-        line for line in uv.stderr.splitlines() if "Selecting: hello-variants" in line
+    assert (
+        selected(uv.stderr, "hello-variants") == f"hello_variants-1.0.0-py3-none-any-{expected}.whl"
     )
     assert pip.returncode == 0, pip.stderr
     assert not list((tmp_path / "pip-target").glob("*.dist-info/variant.json"))

@@ -53,11 +53,7 @@ def inspect_wheel(path: Path, *, verify: bool = True) -> WheelReport:
             problem = f"{path}: labelled {label!r} but has no {wheel.dist_info_path(VARIANT_JSON)}"
         record_ok = True
         try:
-            record = wheel.record()
-            if verify:
-                wheel.verify_record(record)
-            else:
-                wheel.check_record_listing(record)
+            wheel.checked_record(verify=verify)
         except InvalidInput as err:
             record_ok = False
             problem = problem or err.message

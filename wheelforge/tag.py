@@ -193,11 +193,7 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
                 f"{path}: already a variant wheel (label {wheel.filename.label!r}); "
                 "expected a plain wheel (run 'wheelforge untag' first)"
             )
-        record = wheel.record()
-        if request.verify:
-            wheel.verify_record(record)
-        else:
-            wheel.check_record_listing(record)
+        record = wheel.checked_record(verify=request.verify)
         replaced = {}
         if requirements:
             name = wheel.dist_info_path("METADATA")
@@ -221,11 +217,7 @@ def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False) -> Path:
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         if wheel.filename.label is None and variant_json not in wheel.members:
             raise InvalidInput(f"{path}: not a variant wheel (no label, no {VARIANT_JSON})")
-        record = wheel.record()
-        if verify:
-            wheel.verify_record(record)
-        else:
-            wheel.check_record_listing(record)
+        record = wheel.checked_record(verify=verify)
         output = out_dir / wheel.filename.plain().filename
         _rewrite(wheel, record, output, replaced={}, dropped=[variant_json])
     return output

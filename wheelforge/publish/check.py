@@ -8,13 +8,14 @@ Findings are collected rather than raised, so one run reports every defect.
 from __future__ import annotations
 
 import enum
+import functools
 import io
+import multiprocessing
 import tarfile
-import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,24 +130,34 @@ def check_release_set(
         raise InvalidInput(f"{directory}: no wheels, sdists or variants files to check")
 
     readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
-    done = 0
-    lock = threading.Lock()
-
-    def read(artifact: Artifact) -> _WheelFacts:
-        nonlocal done
-        facts = _read(artifact, verify_hashes=verify_hashes, max_size=max_size)
-        with lock:
-            done += 1
+    read = functools.partial(_read, verify_hashes=verify_hashes, max_size=max_size)
+    facts = []
+    with _pool(jobs or default_jobs(), len(readers)) as pool:
+        for fact in pool.map(read, readers, chunksize=_chunk(len(readers), jobs)):
+            facts.append(fact)
             if progress is not None:
-                progress(done, len(readers))
-        return facts
-
-    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        facts = list(pool.map(read, readers))
+                progress(len(facts), len(readers))
     for fact in facts:
         findings += fact.findings
     findings += _check_set(directory, artifacts, facts)
     return CheckReport(directory, tuple(artifacts), tuple(findings))
+
+
+_PROCESSES_FROM = 64  # wheels; below this, threads (no start-up cost)
+
+
+def _pool(workers: int, wheels: int) -> Executor:
+    """Threads for a few wheels: hashing and inflating big members release the GIL.
+    Processes for many: reading a small wheel is mostly Python (METADATA, RECORD,
+    variant.json parsing), which threads would run one at a time."""
+    if workers > 1 and wheels >= _PROCESSES_FROM:
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ThreadPoolExecutor(max_workers=workers)
+
+
+def _chunk(wheels: int, jobs: int | None) -> int:
+    return max(1, wheels // (4 * (jobs or default_jobs())))
 
 
 # -- one file at a time -------------------------------------------------------------
@@ -175,11 +186,7 @@ def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
         try:
-            record = wheel.record()
-            if verify_hashes:
-                wheel.verify_record(record)
-            else:
-                wheel.check_record_listing(record)
+            wheel.checked_record(verify=verify_hashes)
         except InvalidInput as err:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)

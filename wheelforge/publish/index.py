@@ -150,7 +150,9 @@ class Site:
         for artifact in artifacts:
             if artifact.role is Role.VARIANTS_FILE:
                 continue
-            files = listed.setdefault(artifact.project, self.files(artifact.project))
+            if artifact.project not in listed:
+                listed[artifact.project] = self.files(artifact.project)
+            files = listed[artifact.project]
             existing = files.get(artifact.name)
             if existing is not None and existing.sha256 != sha256_file(artifact.path):
                 raise InvalidInput(

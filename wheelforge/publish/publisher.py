@@ -192,7 +192,9 @@ def _plan_upload(
             reason = f"{target.name} refuses variant filenames; publish them to a static site"
             plan.append((step, Action(target.name, artifact.name, "not sent", reason)))
             continue
-        files = remote.setdefault(artifact.project, remote_files(target, artifact.project))
+        if artifact.project not in remote:
+            remote[artifact.project] = remote_files(target, artifact.project)
+        files = remote[artifact.project]
         sha256 = sha256_file(artifact.path)
         if artifact.name not in files:
             plan.append((Step(artifact), Action(target.name, artifact.name, "send")))

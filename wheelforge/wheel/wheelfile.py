@@ -69,6 +69,15 @@ class Wheel:
             return None
         return loads(self.read(name), source=f"{self.path}!{name}")
 
+    def checked_record(self, *, verify: bool) -> list[RecordEntry]:
+        """RECORD, once it lists every member (and, with ``verify``, every hash holds)."""
+        record = self.record()
+        if verify:
+            self.verify_record(record)
+        else:
+            self.check_record_listing(record)
+        return record
+
     def check_record_listing(self, record: list[RecordEntry]) -> None:
         """Cheap structural checks (no decompression): every member is listed in RECORD
         with its uncompressed size, and every entry exists."""
