@@ -287,3 +287,43 @@ def test_many_wheels_are_read_in_processes_with_the_same_findings(tmp_path: Path
     assert parallel.findings == serial.findings
     assert [f.check for f in parallel.errors] == ["variant.json"]
     assert progress == list(range(1, 72))
+
+
+def _sdist(directory: Path, pkg_info: str) -> Path:
+    import io
+    import tarfile
+
+    path = directory / "demo-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        data = pkg_info.encode()
+        info = tarfile.TarInfo("demo-1.0/PKG-INFO")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_sdist_is_part_of_the_set(good_set: Path, tmp_path: Path) -> None:
+    from wheelforge.publish.publisher import index_release_set, verified_artifacts
+
+    _sdist(
+        good_set,
+        "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Python: >=3.10\n"
+        + GOOD_META
+        + "\nA demo package.\n",
+    )
+    report = check_release_set(good_set)
+    assert report.ok, report.errors
+    artifacts = verified_artifacts(report)
+    assert [a.name for a in artifacts][:3] == [
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0.tar.gz",
+        "demo-1.0-py3-none-any-null.whl",
+    ]
+    index_release_set(artifacts, tmp_path / "site")
+    entry = json.loads((tmp_path / "site" / "simple" / "demo" / "index.json").read_text())
+    (sdist,) = [f for f in entry["files"] if f["filename"] == "demo-1.0.tar.gz"]
+    assert sdist["requires-python"] == ">=3.10" and "core-metadata" not in sdist
+    # a broken sdist is named
+    (good_set / "demo-1.0.tar.gz").write_bytes(b"not a tarball")
+    finding = only_error(good_set, "archive")
+    assert finding.file == "demo-1.0.tar.gz" and "not a readable sdist" in finding.message

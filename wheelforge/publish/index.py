@@ -179,18 +179,16 @@ class Site:
                     shutil.copyfile(artifact.path, tmp)
                 else:
                     tmp.write_bytes(data)
-        metadata = _core_metadata(artifact) if artifact.role is not Role.VARIANTS_FILE else None
-        metadata_sha256 = None
-        requires_python = None
+        metadata = _core_metadata(artifact)
+        metadata_sha256 = requires_python = None
         if metadata is not None:
+            raw, _ = core_metadata.parse_email(metadata)
+            requires_python = raw.get("requires_python")
+        if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
             metadata_sha256 = _sha256(metadata)
             sidecar = target.with_name(target.name + ".metadata")
             if not sidecar.exists():
                 atomic_write(sidecar, metadata)
-            raw, _ = core_metadata.parse_email(metadata)
-            requires_python = raw.get("requires_python")
-        if not artifact.is_wheel:
-            metadata_sha256 = None  # PEP 658 is served for wheels only
         url = f"../../files/{artifact.project}/{sha256[:16]}/{artifact.name}"
         file = IndexedFile(artifact.name, url, sha256, size, requires_python, metadata_sha256)
         return Stored(artifact.project, file, new)
