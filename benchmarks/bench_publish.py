@@ -51,7 +51,6 @@ import resource
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py
+from machine import describe, run_command  # benchmarks/machine.py
 
 from wheelforge.publish.check import check_release_set
 from wheelforge.tag import TagRequest, tag_wheel
@@ -300,26 +299,6 @@ def timed(
     return row
 
 
-def subprocess_env() -> dict[str, str]:
-    """Bytecode cached under ``.bench/pycache`` (the tree stays clean), even where
-    PYTHONDONTWRITEBYTECODE is set, as for an installed tool."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(BENCH_DIR / "pycache")
-    return env
-
-
-def run_command(argv: list[str]) -> str:
-    """Run ``argv``; its stdout, or exit with its output if it failed."""
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=subprocess_env())
-    if result.returncode != 0:
-        sys.exit(
-            f"command failed ({result.returncode}): {shlex.join(argv[:8])}"
-            f"{' ...' if len(argv) > 8 else ''}\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
-        )
-    return result.stdout
-
-
 def _tool(name: str) -> str:
     path = BIN_DIR / name
     found = str(path) if path.exists() else shutil.which(name)
@@ -443,9 +422,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
     site, site2, extracted = work / "site", work / "site-extended", work / "extracted"
     index_argv = [wheelforge, "index", str(dist), "--out", str(site), "--no-check", "--json"]
     index2_argv = [wheelforge, "index", str(dist2), "--out", str(site2), "--no-check", "--json"]
-    run_command([wheelforge, "check", "--help"])  # fill the bytecode cache before timing
-    run_command([wheelforge, "index", "--help"])
-    run_command([*twine, "--help"])
+    run_command([wheelforge, "check", "--help"], BENCH_DIR)  # fill the bytecode cache before timing
+    run_command([wheelforge, "index", "--help"], BENCH_DIR)
+    run_command([*twine, "--help"], BENCH_DIR)
     for path in files + sorted(dist2.iterdir()):  # every input in the page cache
         path.read_bytes()
 
@@ -479,7 +458,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "CLI check",
         n,
         args.repeat,
-        lambda: run_command([wheelforge, "check", str(dist), "--json"]),
+        lambda: run_command([wheelforge, "check", str(dist), "--json"], BENCH_DIR),
         ref="check-2",
     )
     rows["twine"] = timed(
@@ -487,7 +466,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "",
         n,
         args.twine_repeat,
-        lambda: run_command([*twine, *map(str, wheels)]),
+        lambda: run_command([*twine, *map(str, wheels)], BENCH_DIR),
         ref="check-cli",
     )
     counted: list[int] = []
@@ -509,7 +488,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "first index",
         n,
         args.repeat,
-        lambda: outcomes.append(index_result(run_command(index_argv))),
+        lambda: outcomes.append(index_result(run_command(index_argv, BENCH_DIR))),
         setup=lambda: _clean(site),
     )
     require(outcomes[-1] == (len(files), 0), f"first index: (added, unchanged) {outcomes[-1]}")
@@ -518,7 +497,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "",
         n,
         args.repeat,
-        lambda: outcomes.append(index_result(run_command(index_argv))),
+        lambda: outcomes.append(index_result(run_command(index_argv, BENCH_DIR))),
         ref="index",
     )
     require(outcomes[-1] == (0, len(files)), f"re-index: (added, unchanged) {outcomes[-1]}")
@@ -533,7 +512,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "",
         n2,
         args.repeat,
-        lambda: outcomes.append(index_result(run_command(index2_argv))),
+        lambda: outcomes.append(index_result(run_command(index2_argv, BENCH_DIR))),
         setup=copy_site,
         ref="index",
     )

@@ -35,14 +35,13 @@ import random
 import shlex
 import shutil
 import struct
-import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py
+from machine import describe, run_command  # benchmarks/machine.py
 
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
@@ -325,25 +324,6 @@ def best_of(repeat: int, out_dir: Path, action: Callable[[Path], object]) -> flo
     return min(times)
 
 
-def subprocess_env() -> dict[str, str]:
-    """The environment for the CLI runs: bytecode cached (under ``.bench/pycache``, so the
-    tree stays clean) even where PYTHONDONTWRITEBYTECODE is set, as for an installed tool;
-    otherwise every run would compile wheelforge's modules from source."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(BENCH_DIR / "pycache")
-    return env
-
-
-def run_command(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=subprocess_env())
-    if result.returncode != 0:
-        sys.exit(
-            f"command failed ({result.returncode}): {shlex.join(argv)}\n"
-            f"{result.stdout}{result.stderr}"
-        )
-
-
 def _tool(name: str) -> str:
     path = BIN_DIR / name
     found = str(path) if path.exists() else shutil.which(name)
@@ -407,22 +387,25 @@ def main(argv: list[str] | None = None) -> int:
     operations: dict[str, tuple[str, Callable[[Path], object]]] = {
         "copy": ("copy (`shutil.copyfile`)", lambda d: shutil.copyfile(source, d / source.name)),
         "tag": ("wheelforge tag (in-process `tag_wheel`)", lambda d: tag_wheel(source, d, request)),
-        "tag-cli": ("wheelforge tag (CLI subprocess)", lambda d: run_command([*tag_argv, str(d)])),
+        "tag-cli": (
+            "wheelforge tag (CLI subprocess)",
+            lambda d: run_command([*tag_argv, str(d)], BENCH_DIR),
+        ),
         "tag-verify": (
             "wheelforge tag, `verify=True` (in-process)",
             lambda d: tag_wheel(source, d, verify_request),
         ),
         "variantlib": (
             "variantlib make-variant (CLI subprocess)",
-            lambda d: run_command([*variantlib_argv, str(d)]),
+            lambda d: run_command([*variantlib_argv, str(d)], BENCH_DIR),
         ),
     }
     out = BENCH_DIR / "out"
     dirs = {key: out / key for key in operations}
 
     warm(source)
-    run_command([wheelforge, "tag", "--help"])  # fill the bytecode cache before timing
-    run_command([variantlib, "make-variant", "--help"])
+    run_command([wheelforge, "tag", "--help"], BENCH_DIR)  # fill the bytecode cache before timing
+    run_command([variantlib, "make-variant", "--help"], BENCH_DIR)
     print(f"timing:  best of {args.repeat} runs each ...", flush=True)
     seconds = {
         key: best_of(args.repeat, dirs[key], action) for key, (_, action) in operations.items()

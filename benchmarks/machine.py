@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -34,3 +37,26 @@ def describe(data_dir: Path) -> str:
         f"{platform.system()} {platform.release()}, {fs} file system, "
         f"Python {platform.python_version()}"
     )
+
+
+def cli_env(bench_dir: Path) -> dict[str, str]:
+    """The environment for timed CLI runs: bytecode cached (under ``bench_dir/pycache``,
+    so the tree stays clean) even where PYTHONDONTWRITEBYTECODE is set, as for an
+    installed tool; otherwise every run would compile wheelforge's modules from source."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(bench_dir / "pycache")
+    return env
+
+
+def run_command(argv: list[str], bench_dir: Path) -> str:
+    """Run ``argv`` with :func:`cli_env`; its stdout, or exit with its output if it failed."""
+    result = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=cli_env(bench_dir)
+    )
+    if result.returncode != 0:
+        sys.exit(
+            f"command failed ({result.returncode}): {shlex.join(argv[:8])}"
+            f"{' ...' if len(argv) > 8 else ''}\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+        )
+    return result.stdout
