@@ -191,11 +191,14 @@ def test_a_killed_publish_resumes_and_never_offers_a_missing_wheel(tmp_path: Pat
         assert 5 <= killed_at < total
         assert offered_problems(url + "demo/") == []
         assert "demo-1.0-variants.json" not in page(site, "demo")  # it comes last
+        # the kill may land between a file's page swap and its record in the state file
+        listed = len(page(site, "demo"))
+        assert killed_at <= listed <= killed_at + 1
         rerun = wheelforge("publish", dist, "--to", site)
         _out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, err
         assert f"resuming: {killed_at} files were sent by an earlier run" in err
-        assert err.count(": published ") == total - killed_at
+        assert err.count(": published ") == total - listed
     assert watcher.looks > 10 and watcher.problems == []
     assert len(page(site, "demo")) == total
     # the same site a single uninterrupted run makes
