@@ -21,8 +21,8 @@ import pytest
 from tests.conftest import build_plain_wheel
 from tests.installers import clean_env, pip_install, selected, uv_install
 from wheelforge.cli import main
-from wheelforge.publish.index import JSON_CONTENT_TYPE
 from wheelforge.publish.serve import negotiate, serving
+from wheelforge.simple_api import JSON_CONTENT_TYPE
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.metadata import loads
 from wheelforge.variants.properties import VariantProperty

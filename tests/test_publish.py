@@ -25,9 +25,9 @@ from tests.conftest import build_plain_wheel
 from tests.installers import clean_env, pip_install
 from tests.test_index import META, page, release, snapshot
 from wheelforge.cli import main
-from wheelforge.publish.index import JSON_CONTENT_TYPE
 from wheelforge.publish.publisher import STATE_NAME
 from wheelforge.publish.serve import serving
+from wheelforge.simple_api import JSON_CONTENT_TYPE
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.metadata import loads
 from wheelforge.variants.properties import VariantProperty

@@ -37,8 +37,6 @@ from wheelforge.publish.release import Artifact, Role, sha256_file
 from wheelforge.wheel.wheelfile import Wheel
 
 API_VERSION = "1.1"
-JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
-HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
 _LOCK_NAME = ".wheelforge.lock"
 _STAGING_NAME = ".simple.new"
 

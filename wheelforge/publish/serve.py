@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wheelforge.errors import InvalidInput
-from wheelforge.publish.index import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
+from wheelforge.simple_api import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
 
 _CHOICES = {
     JSON_CONTENT_TYPE: "index.json",

@@ -10,22 +10,15 @@ They are never put on a command line, and any output shown is scrubbed of them.
 
 from __future__ import annotations
 
-import base64
-import html.parser
-import json
 import os
-import re
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wheelforge.errors import InvalidInput, WheelforgeError
-from wheelforge.publish.index import JSON_CONTENT_TYPE
+from wheelforge.simple_api import IndexUnavailable, read_project_page
 
 
 @dataclass(frozen=True)
@@ -97,75 +90,16 @@ def scrub(text: str) -> str:
 def remote_files(target: UploadTarget, project: str) -> dict[str, str | None]:
     """The files the index lists for ``project``: filename -> sha256 (None if it gives
     no sha256). A project the index does not know yet has none."""
-    url = urllib.parse.urljoin(target.simple_url, f"{project}/")
-    request = urllib.request.Request(
-        url, headers={"Accept": f"{JSON_CONTENT_TYPE}, text/html;q=0.1"}
-    )
     try:
-        response = _open(request)
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return {}
-        credentials = _credentials()
-        if err.code in (401, 403) and credentials is not None:
-            request.add_header("Authorization", _basic_auth(*credentials))
-            try:
-                response = _open(request)
-            except urllib.error.HTTPError as again:
-                raise _listing_failed(target, url, again) from None
-        else:
-            raise _listing_failed(target, url, err) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise UploadFailed(f"{target.name}: cannot read {url} ({reason})") from None
-    with response:
-        body = response.read()
-        content_type = response.headers.get("Content-Type", "")
-    if content_type.startswith(JSON_CONTENT_TYPE):
-        try:
-            data = json.loads(body)
-            return {f["filename"]: f.get("hashes", {}).get("sha256") for f in data["files"]}
-        except (ValueError, KeyError, TypeError):
-            raise UploadFailed(f"{target.name}: {url} is not a PEP 691 page") from None
-    return _links(body.decode("utf-8", "replace"))
-
-
-def _open(request: urllib.request.Request) -> Any:
-    return urllib.request.urlopen(request, timeout=30)
-
-
-def _listing_failed(target: UploadTarget, url: str, err: urllib.error.HTTPError) -> UploadFailed:
-    return UploadFailed(f"{target.name}: reading {url} failed: {err.code} {err.reason}")
+        listed = read_project_page(target.simple_url, project, auth=_credentials())
+    except IndexUnavailable as err:
+        raise UploadFailed(f"{target.name}: {err.message}") from None
+    return {f.filename: f.sha256 for f in listed}
 
 
 def _credentials() -> tuple[str, str] | None:
     user, password = os.environ.get("TWINE_USERNAME"), os.environ.get("TWINE_PASSWORD")
     return (user, password) if user and password else None
-
-
-def _basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-class _LinkParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: dict[str, str | None] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        href = dict(attrs).get("href")
-        if tag != "a" or not href:
-            return
-        url, _, fragment = href.partition("#")
-        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-        match = re.fullmatch(r"sha256=([0-9a-f]{64})", fragment)
-        self.files[filename] = match.group(1) if match else None
-
-
-def _links(page: str) -> dict[str, str | None]:
-    parser = _LinkParser()
-    parser.feed(page)
-    return parser.files
 
 
 # -- sending ------------------------------------------------------------------------
