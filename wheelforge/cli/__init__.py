@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import publish
+from wheelforge.cli import publish, select
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--no-verify", action="store_true", help="skip reading the output back")
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
     COMMANDS.update(publish.add_commands(sub))
+    COMMANDS.update(select.add_commands(sub))
     return parser
 
 
@@ -581,3 +583,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0

@@ -7,7 +7,10 @@ following the real providers (SPEC.md, "Providers").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
+
+from wheelforge.errors import InvalidInput
 
 _OLDEST_CUDA_MAJOR = 11
 _MAX_MINOR = 20
@@ -68,5 +71,125 @@ def cpuinfo_flags(cpuinfo: str) -> set[str]:
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+# The newest CUDA version each Linux driver supports: the minimum driver of each toolkit's
+# GA release (CUDA toolkit release notes, "CUDA Toolkit and Corresponding Driver Versions").
+CUDA_MINIMUM_DRIVERS: tuple[tuple[str, str], ...] = (
+    ("13.1", "590.44.01"),
+    ("13.0", "580.65.06"),
+    ("12.9", "575.51.03"),
+    ("12.8", "570.26"),
+    ("12.6", "560.28.03"),
+    ("12.5", "555.42.02"),
+    ("12.4", "550.54.14"),
+    ("12.3", "545.23.06"),
+    ("12.2", "535.54.03"),
+    ("12.1", "530.30.02"),
+    ("12.0", "525.60.13"),
+    ("11.8", "520.61.05"),
+    ("11.7", "515.43.04"),
+    ("11.6", "510.39.01"),
+    ("11.5", "495.29.05"),
+    ("11.4", "470.42.01"),
+    ("11.3", "465.19.01"),
+    ("11.2", "460.27.03"),
+    ("11.1", "455.23"),
+    ("11.0", "450.36.06"),
+)
+
+_DRIVER_VERSION = re.compile(r"\d+(\.\d+)*")
+
+
+def _driver_parts(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def cuda_from_driver(driver_version: str) -> str | None:
+    """The CUDA version (``"12.4"``) an NVIDIA driver (``"550.54.14"``) supports; ``None``
+    for a driver older than CUDA 11.0's."""
+    if not _DRIVER_VERSION.fullmatch(driver_version):
+        raise InvalidInput(
+            f"NVIDIA driver version {driver_version!r}: expected numbers like 550.54.14"
+        )
+    installed = _driver_parts(driver_version)
+    for cuda, minimum in CUDA_MINIMUM_DRIVERS:
+        if installed >= _driver_parts(minimum):
+            return cuda
+    return None
+
+
+def gfx_arch_name(target_version: int) -> str:
+    """The LLVM target name of a KFD ``gfx_target_version`` (``90402`` is ``gfx942``):
+    the minor version and stepping are single hexadecimal digits."""
+    major, minor, step = (
+        target_version // 10000,
+        (target_version // 100) % 100,
+        target_version % 100,
+    )
+    return f"gfx{major}{minor:x}{step:x}"
+
+
+_ROCM_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def amd(gfx_archs: Sequence[str], rocm_version: str | None) -> dict[str, list[str]]:
+    """``amd`` features for GPUs of ``gfx_archs`` and ROCm ``rocm_version`` (``"6.4"``); no
+    GPU, nothing supported.
+
+    There is no ``amd`` provider in uv; this rule is wheelforge's own. HIP keeps backward
+    compatibility within a major version, so ROCm 6.4 also runs wheels built for 6.3 … 6.0.
+    """
+    if not gfx_archs:
+        return {}
+    features = {"gfx_arch": list(dict.fromkeys(gfx_archs))}
+    if rocm_version is not None:
+        match = _ROCM_VERSION.match(rocm_version)
+        if match is None:
+            raise InvalidInput(f"ROCm version {rocm_version!r}: expected MAJOR.MINOR like 6.4")
+        major, minor = int(match[1]), int(match[2])
+        features["rocm_version"] = [f"{major}.{m}" for m in range(minor, -1, -1)]
+    return features
+
+
+# Each version needs its own flags and those of every version before it.
+AARCH64_VERSION_FLAGS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("8a", frozenset()),
+    ("8.1a", frozenset({"atomics", "asimdrdm", "crc32"})),
+    ("8.2a", frozenset({"dcpop"})),
+    ("8.3a", frozenset({"jscvt", "fcma", "lrcpc"})),
+    ("8.4a", frozenset({"dit", "uscat", "ilrcpc", "flagm"})),
+    ("8.5a", frozenset({"sb", "dcpodp", "flagm2", "frint"})),
+    ("9.0a", frozenset({"sve2"})),
+)
+
+
+def aarch64_version(features: Iterable[str]) -> str:
+    """The highest ARM architecture version whose ``/proc/cpuinfo`` features are all present."""
+    present = set(features)
+    version = AARCH64_VERSION_FLAGS[0][0]
+    needed: set[str] = set()
+    for candidate, extra in AARCH64_VERSION_FLAGS[1:]:
+        needed |= extra
+        if not needed <= present:
+            break
+        version = candidate
+    return version
+
+
+def aarch64(version: str) -> dict[str, list[str]]:
+    ladder = [name for name, _ in reversed(AARCH64_VERSION_FLAGS)]
+    if version not in ladder:
+        raise InvalidInput(f"aarch64 version {version!r}: expected one of {', '.join(ladder)}")
+    return {"version": ladder[ladder.index(version) :]}
+
+
+def cpuinfo_features(cpuinfo: str) -> set[str]:
+    """The ``Features`` of the first processor in an aarch64 ``/proc/cpuinfo`` text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Features":
             return set(value.split())
     return set()

@@ -1,0 +1,282 @@
+"""The selector's commands: detect, select, install, coverage."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wheelforge.errors import InvalidInput
+from wheelforge.render import emit_json, info, table
+
+if TYPE_CHECKING:
+    from wheelforge.select.machine import Machine
+    from wheelforge.select.selection import Selection
+    from wheelforge.simple_api import ProjectFile
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Handler]:
+    detect = sub.add_parser(
+        "detect",
+        help="show what this machine supports, per namespace",
+        description="Detect this machine's supported variant properties: nvidia (NVML, "
+        "/sys/module/nvidia, /proc/driver/nvidia, nvidia-smi), amd (KFD topology, rocminfo, "
+        "rocm_agent_enumerator, /opt/rocm/.info/version), x86_64 and aarch64 (/proc/cpuinfo). "
+        "The providers' override variables are honoured (NV_VARIANT_PROVIDER_FORCE_"
+        "CUDA_DRIVER_VERSION, NV_VARIANT_PROVIDER_FORCE_SM_ARCH, AMD_VARIANT_PROVIDER_FORCE_"
+        "GFX_ARCH, AMD_VARIANT_PROVIDER_FORCE_ROCM_VERSION).",
+    )
+    _add_machine_options(detect)
+    detect.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    select = sub.add_parser(
+        "select",
+        help="show which wheel an installer picks here, and why",
+        description="Resolve NAME[SPEC] on an index or in find-links directories, read the "
+        "release's variants file and rank its wheels for this (or a profiled) machine, as "
+        "uv does; print the chosen wheel.",
+    )
+    select.add_argument("requirement", metavar="NAME[SPEC]", help="e.g. vecadd or 'vecadd==0.1'")
+    _add_source_options(select)
+    _add_machine_options(select)
+    select.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
+    select.add_argument(
+        "--explain", action="store_true", help="a table of every candidate and its fate"
+    )
+    select.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    install = sub.add_parser(
+        "install",
+        help="install the wheel this machine gets",
+        description="Select as 'wheelforge select' does, then install the chosen wheel with "
+        "the real pip or uv into the current (or --python) environment. A zstd wheel that "
+        "pip on Python < 3.14 cannot read is transcoded to deflate first.",
+    )
+    install.add_argument("requirements", nargs="+", metavar="NAME[SPEC]")
+    _add_source_options(install)
+    _add_machine_options(install)
+    install.add_argument("--installer", choices=("pip", "uv"), default="pip")
+    install.add_argument("--python", metavar="PY", help="the environment's interpreter")
+    install.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    cov = sub.add_parser(
+        "coverage",
+        help="which wheel each hardware profile gets from a release",
+        description="For every profile in --profiles (default: the ones wheelforge ships), the "
+        "wheel it gets from DIST (a release set directory) or from --index URL NAME, and "
+        "which profiles fall back to null or the plain wheel, or get nothing (exit 1).",
+    )
+    cov.add_argument("source", metavar="DIST|NAME")
+    cov.add_argument("--index", metavar="URL", help="read NAME from this simple index")
+    cov.add_argument("--profiles", type=Path, metavar="DIR", help="a directory of *.toml")
+    cov.add_argument("--trust-provider", action="append", default=[], metavar="NS")
+    cov.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
+    cov.add_argument("--json", action="store_true", help="print the table as JSON")
+    return {"detect": _cmd_detect, "select": _cmd_select, "install": _cmd_install,
+            "coverage": _cmd_coverage}  # fmt: skip
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", metavar="URL", help="a simple index (PEP 503/691)")
+    parser.add_argument(
+        "--find-links", type=Path, action="append", default=[], metavar="DIR",
+        help="a directory of wheels and variants files (repeatable)",
+    )  # fmt: skip
+
+
+def _add_machine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", metavar="FILE|NAME", help="describe the machine with a profile instead "
+        "of detecting it (a TOML file, or a shipped profile such as h100-driver-580)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--assume", action="append", default=[], metavar="'NS :: F :: V'",
+        help="treat this property as supported, ahead of any other value (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trust-provider", action="append", default=[], metavar="NS",
+        help="run the installed third-party provider plugin for this namespace "
+        "(repeatable; also WHEELFORGE_TRUST_PROVIDERS=ns,ns)",
+    )  # fmt: skip
+
+
+def _assumed(args: argparse.Namespace) -> tuple[Any, ...]:
+    from wheelforge.variants.properties import VariantProperty
+
+    try:
+        return tuple(VariantProperty.parse(text) for text in args.assume)
+    except InvalidInput as err:
+        raise InvalidInput(f"--assume: {err.message}") from None
+
+
+def _known(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[str]]], dict[str, Any]]:
+    """What the machine supports (detected, or the profile's), and per namespace the
+    detection itself (facts and source) for people."""
+    if args.profile:
+        from wheelforge.select.profiles import find_profile
+
+        profile = find_profile(args.profile)
+        known = profile.supported()
+        return known, {ns: {"facts": {}, "source": f"profile {profile.name}"} for ns in known}
+    from wheelforge.select.detect import detect
+
+    found = detect()
+    known = {ns: d.features for ns, d in found.items() if d.features}
+    return known, {ns: {"facts": d.facts, "source": d.source} for ns, d in found.items()}
+
+
+def _machine(args: argparse.Namespace) -> Machine:
+    from wheelforge.select.machine import Machine, trusted_from_env
+
+    known, _ = _known(args)
+    trusted = frozenset(args.trust_provider) | trusted_from_env()
+    return Machine(known, _assumed(args), trusted)
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from wheelforge.select.profiles import with_assumed
+
+    known, about = _known(args)
+    assumed = _assumed(args)
+    machine = with_assumed(known, assumed)
+    report = {
+        ns: {"features": machine.get(ns, {}), **about.get(ns, {"facts": {}, "source": "--assume"})}
+        for ns in dict.fromkeys([*about, *machine])
+    }
+    if args.json:
+        emit_json(report)
+        return 0
+    rows = []
+    for namespace, entry in report.items():
+        features = entry["features"]
+        shown = "; ".join(
+            f"{feature}: {', '.join(values[:4])}{' …' if len(values) > 4 else ''}"
+            for feature, values in features.items()
+        )
+        facts = ", ".join(f"{k}={v}" for k, v in entry["facts"].items())
+        rows.append([namespace, shown or "nothing", facts or "-", entry["source"]])
+    table(["namespace", "supported (best first)", "facts", "source"], rows)
+    return 0
+
+
+def _files(args: argparse.Namespace, project: str) -> list[ProjectFile]:
+    from wheelforge.simple_api import project_files
+
+    if not args.index and not args.find_links:
+        raise InvalidInput("give --index URL or --find-links DIR: where to look for wheels")
+    return project_files(project, index_url=args.index, find_links=args.find_links)
+
+
+def _selection(args: argparse.Namespace, requirement_text: str, python: Any) -> Selection:
+    from wheelforge.select.selection import parse_requirement, select
+
+    requirement = parse_requirement(requirement_text)
+    files = _files(args, requirement.name)
+    return select(
+        requirement, files, _machine(args), tags=python.tags, python_version=python.version
+    )
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from wheelforge.select.install import interpreter
+
+    selection = _selection(args, args.requirement, interpreter(args.python))
+    if args.json:
+        emit_json(selection.to_json())
+        return 0 if selection.chosen else 1
+    if args.explain and selection.candidates:
+        table(
+            ["wheel", "label", "properties", "result", "rank key"],
+            [
+                [c.filename, c.label or "-", "; ".join(c.properties) or "-", c.status, c.rank_key]
+                for c in selection.candidates
+            ],
+            title=f"{selection.project} {selection.version}"
+            + (f" (variants file: {selection.variants_file})" if selection.variants_file else ""),
+        )
+    for note in selection.notes:
+        info(f"note: {note}")
+    if selection.chosen is None:
+        info(f"{selection.project}: nothing fits this machine")
+        return 1
+    print(selection.chosen.filename)
+    return 0
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from wheelforge.select.install import install, interpreter
+
+    target = interpreter(args.python)
+    results = []
+    for requirement in args.requirements:
+        selection = _selection(args, requirement, target)
+        for note in selection.notes:
+            info(f"note: {note}")
+        with tempfile.TemporaryDirectory(prefix="wheelforge-install-") as work:
+            result = install(
+                selection, target, installer=args.installer, workdir=Path(work),
+                index_url=args.index, find_links=args.find_links,
+                notify=lambda message: info(f"note: {message}"),
+            )  # fmt: skip
+        results.append(result)
+        if not args.json:
+            info(f"installed {selection.chosen.filename if selection.chosen else '?'} "
+                 f"with {args.installer} into {target.executable}")  # fmt: skip
+    if args.json:
+        emit_json([
+            {**r.selection.to_json(), "installer": r.installer, "transcoded": r.transcoded,
+             "python": target.executable}
+            for r in results
+        ])  # fmt: skip
+    return 0
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from wheelforge.select.coverage import coverage
+    from wheelforge.select.install import interpreter
+    from wheelforge.select.machine import trusted_from_env
+    from wheelforge.select.profiles import load_profiles
+    from wheelforge.select.selection import parse_requirement
+    from wheelforge.simple_api import directory_files, read_project_page
+
+    if args.index:
+        requirement = parse_requirement(args.source)
+        files = read_project_page(args.index, requirement.name)
+    else:
+        dist = Path(args.source)
+        requirement = parse_requirement(_project_in(dist))
+        files = directory_files(dist, requirement.name)
+    profiles = load_profiles(args.profiles)
+    trusted = frozenset(args.trust_provider) | trusted_from_env()
+    rows = coverage(requirement, files, profiles, interpreter(args.python), trusted=trusted)
+    if args.json:
+        emit_json([row.to_json() for row in rows])
+    else:
+        table(
+            ["profile", "machine", "gets", "label", "outcome"],
+            [[r.profile, r.description, r.wheel or "-", r.label or "-", r.outcome] for r in rows],
+            title=f"{requirement.name}: {len(rows)} profiles",
+        )
+        counts = {
+            o: sum(r.outcome == o for r in rows) for o in ("variant", "null", "plain", "nothing")
+        }
+        info(", ".join(f"{n} {o}" for o, n in counts.items()))
+    return 1 if any(r.outcome == "nothing" for r in rows) else 0
+
+
+def _project_in(dist: Path) -> str:
+    from wheelforge.wheel.filename import WheelFilename
+
+    if not dist.is_dir():
+        raise InvalidInput(f"{dist}: expected a release set directory (or --index URL NAME)")
+    names = {WheelFilename.parse(p.name).release[0] for p in dist.glob("*.whl")}
+    if len(names) != 1:
+        raise InvalidInput(
+            f"{dist}: expected the wheels of one project, found {len(names)} "
+            f"({', '.join(sorted(names))})"
+        )
+    return names.pop()

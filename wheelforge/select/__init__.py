@@ -1,0 +1,1 @@
+"""The install-time selector: what this machine supports, which wheel it gets, installing it."""

@@ -1,0 +1,150 @@
+"""Installing the selected wheel with the real pip or uv into an interpreter.
+
+pip cannot parse a labelled filename, so it gets the wheel under its plain name (the
+``variant.json`` inside still records the label); uv gets it as it is, with its
+wheel-variants preview on. pip on CPython < 3.14 cannot read zstd members: such a wheel
+is transcoded to deflate locally first (verified, as ``wheelforge compress`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags, sys_tags
+from packaging.version import Version
+
+from wheelforge.errors import InvalidInput, WheelforgeError
+from wheelforge.select.selection import Selection
+from wheelforge.wheel.archive import ZSTD
+from wheelforge.wheel.filename import WheelFilename
+from wheelforge.wheel.wheelfile import Wheel
+
+INSTALLERS = ("pip", "uv")
+_PROBE = (
+    "import json, sys; print(json.dumps([sys.implementation.name, list(sys.version_info[:3])]))"
+)
+
+
+class InstallFailed(WheelforgeError):
+    """The installer ran and failed (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    executable: str
+    version: Version
+    tags: tuple[Tag, ...]
+
+    @property
+    def zipfile_reads_zstd(self) -> bool:
+        return self.version >= Version("3.14")
+
+
+def interpreter(python: str | None = None) -> Interpreter:
+    """This interpreter, or ``python`` (a path or a command): its version and the wheel
+    tags it accepts."""
+    if python is None:
+        version = Version(".".join(map(str, sys.version_info[:3])))
+        return Interpreter(sys.executable, version, tuple(sys_tags()))
+    found = shutil.which(python) or python
+    try:
+        probe = subprocess.run([found, "-c", _PROBE], capture_output=True, text=True,
+                               timeout=30, check=True)  # fmt: skip
+        implementation, parts = json.loads(probe.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as err:
+        raise InvalidInput(f"--python {python}: not a working Python interpreter ({err})") from None
+    version = Version(".".join(map(str, parts)))
+    short = (int(parts[0]), int(parts[1]))
+    tags: list[Tag] = []
+    if implementation == "cpython":
+        tags += cpython_tags(python_version=short)
+    tags += compatible_tags(python_version=short)
+    return Interpreter(found, version, tuple(tags))
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    selection: Selection
+    installer: str
+    wheel: Path  # the file handed to the installer
+    transcoded: bool
+    command: tuple[str, ...]
+
+
+def install(
+    selection: Selection,
+    target: Interpreter,
+    *,
+    installer: str,
+    workdir: Path,
+    index_url: str | None = None,
+    find_links: Sequence[Path] = (),
+    notify: Callable[[str], None] = lambda message: None,
+) -> InstallResult:
+    """Download the chosen wheel (its sha256 checked), make it readable by ``installer``,
+    and install it; its dependencies come from the same index or find-links."""
+    if installer not in INSTALLERS:
+        raise InvalidInput(f"--installer {installer}: expected one of {', '.join(INSTALLERS)}")
+    chosen = selection.chosen
+    if chosen is None:
+        raise InvalidInput(f"{selection.project}: no wheel to install on this machine")
+    downloaded = workdir / chosen.filename
+    downloaded.write_bytes(chosen.read())
+    wheel = downloaded
+    transcoded = False
+    if installer == "pip" and not target.zipfile_reads_zstd and _has_zstd(downloaded):
+        from wheelforge.compress import compress_wheel
+
+        deflated = workdir / "deflate" / chosen.filename
+        deflated.parent.mkdir()
+        compress_wheel(downloaded, deflated, "deflate")
+        notify(
+            f"{chosen.filename} has zstd members, which pip on Python {target.version} cannot "
+            "read: transcoded to deflate locally (verified)"
+        )
+        wheel, transcoded = deflated, True
+    if installer == "pip":
+        plain = workdir / "pip" / WheelFilename.parse(chosen.filename).plain().filename
+        plain.parent.mkdir()
+        shutil.copyfile(wheel, plain)
+        command = [target.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                   str(plain)]  # fmt: skip
+        wheel = plain
+    else:
+        command = [_uv(), "pip", "install", "--preview-features", "wheel-variants",
+                   "--python", target.executable, str(wheel)]  # fmt: skip
+    command += ["--index-url", index_url] if index_url else []
+    for directory in find_links:
+        command += ["--find-links", str(directory)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+        hint = None
+        if installer == "pip" and "No module named pip" in result.stderr:
+            hint = "this environment has no pip: use --installer uv"
+        reason = last[0] if last else f"exit code {result.returncode}"
+        raise InstallFailed(f"{installer} could not install {chosen.filename}: {reason}", hint=hint)
+    return InstallResult(selection, installer, wheel, transcoded, tuple(command))
+
+
+def _has_zstd(path: Path) -> bool:
+    with Wheel(path) as wheel:
+        return any(member.method == ZSTD for member in wheel.members.values())
+
+
+def _uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise InvalidInput("--installer uv: uv is not installed (pip install uv)") from None
+        return found

@@ -1,0 +1,109 @@
+"""What a machine supports for one release: its detected (or profiled, or assumed)
+properties for the namespaces whose provider is one wheelforge knows, and third-party
+plugins only where the user trusts them.
+
+As in uv, a namespace's detection applies only when the release declares that
+namespace's provider exactly as the standard presets do; any other provider is a
+third-party plugin, which means running a package's code at install time, so it runs
+only for ``--trust-provider NS`` (or ``WHEELFORGE_TRUST_PROVIDERS=ns,ns``); otherwise
+that namespace's variants count as unsupported, as the providers spec requires.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from wheelforge.errors import WheelforgeError
+from wheelforge.select.profiles import with_assumed
+from wheelforge.variants.metadata import VariantMetadata
+from wheelforge.variants.properties import VariantProperty
+from wheelforge.variants.providers import PRESETS, Provider
+from wheelforge.variants.ranking import Supported
+
+PLUGIN_GROUP = "variant_plugins"
+TRUST_VARIABLE = "WHEELFORGE_TRUST_PROVIDERS"
+
+PluginLoader = Callable[[str], dict[str, list[str]] | None]
+
+
+def installed_plugin(namespace: str) -> dict[str, list[str]] | None:
+    """Run the installed plugin for ``namespace`` (entry-point group ``variant_plugins``):
+    its ``get_supported_configs()`` as ``{feature: [values, best first]}``."""
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            plugin = entry.load()
+            if inspect.isclass(plugin):
+                plugin = plugin()
+        except Exception as err:  # a broken plugin is the user's to know about
+            raise WheelforgeError(f"variant plugin {entry.value}: failed to load ({err})") from err
+        if getattr(plugin, "namespace", None) != namespace:
+            continue
+        try:
+            configs = plugin.get_supported_configs()
+        except TypeError:  # older plugin API: known properties as an argument
+            configs = plugin.get_supported_configs(None)
+        return {str(c.name): [str(v) for v in c.values] for c in configs}
+    return None
+
+
+def trusted_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    value = (env if env is not None else os.environ).get(TRUST_VARIABLE, "")
+    return frozenset(ns.strip() for ns in value.split(",") if ns.strip())
+
+
+def is_known_provider(namespace: str, provider: Provider) -> bool:
+    """Declared as the preset: same package (any version specifier admitting 0.0.1)
+    and the same plugin API."""
+    preset = PRESETS.get(namespace)
+    if preset is None or not provider.requires or provider.plugin_api != preset.plugin_api:
+        return False
+    try:
+        requirement = Requirement(provider.requires[0])
+    except InvalidRequirement:
+        return False
+    same_name = canonicalize_name(requirement.name) == canonicalize_name(preset.requires[0])
+    return same_name and requirement.specifier.contains("0.0.1", prereleases=True)
+
+
+@dataclass(frozen=True)
+class Machine:
+    known: Supported  # the namespaces wheelforge detects itself (or a profile describes)
+    assumed: tuple[VariantProperty, ...] = ()
+    trusted: frozenset[str] = frozenset()
+    plugins: PluginLoader = field(default=installed_plugin, compare=False)
+
+    def for_release(self, meta: VariantMetadata | None) -> tuple[Supported, list[str]]:
+        """What this machine supports for ``meta``'s providers, and notes on the
+        namespaces it cannot judge."""
+        supported: dict[str, Mapping[str, Sequence[str]]] = {}
+        notes = []
+        for namespace, provider in meta.providers.items() if meta else ():
+            if provider.is_static:
+                continue  # the ranking adds static properties itself
+            if is_known_provider(namespace, provider):
+                if namespace in self.known:
+                    supported[namespace] = self.known[namespace]
+                continue
+            what = provider.requires[0] if provider.requires else f"builtin {provider.builtin}"
+            if namespace not in self.trusted:
+                notes.append(
+                    f"{namespace}: provider {what!r} is a third-party plugin; its variants "
+                    f"count as unsupported (--trust-provider {namespace} runs it)"
+                )
+                continue
+            found = self.plugins(namespace)
+            if found is None:
+                notes.append(
+                    f"{namespace}: trusted, but no installed plugin (entry-point group "
+                    f"{PLUGIN_GROUP}) has this namespace"
+                )
+            else:
+                supported[namespace] = found
+        return with_assumed(supported, self.assumed), notes
