@@ -413,3 +413,38 @@ def test_github_plan_fan_out_equals_single_run(
         for wheel in (job / "dist").glob("*.whl"):
             fanned[wheel.name] = wheel.read_bytes().hex()
     assert fanned == {w.name: w.read_bytes().hex() for w in single.glob("*.whl")}
+
+
+@pytest.mark.parametrize(
+    ("installer", "driver", "backend"),
+    [("pip", "13.0", "cuda"), ("uv", "13.0", "cuda"), ("pip", None, None), ("uv", None, None)],
+    ids=["pip-driver-13.0", "uv-driver-13.0", "pip-no-gpu", "uv-no-gpu"],
+)
+def test_wheelforge_install_puts_the_right_backend_in_place(
+    dependencies: Path, dist: Path, tmp_path: Path, installer: str, driver: str | None,
+    backend: str | None,
+) -> None:  # fmt: skip
+    """``wheelforge install`` from the built dist, detection through the driver override:
+    the installed example reports the backend it was built for. Variant wheels are zstd:
+    pip on this Python gets them transcoded."""
+    level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
+    expected = backend or ("cpu-x86-64-v3" if level >= 3 else "cpu")
+    env = _clean_env(tmp_path) | {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
+    if driver is not None:
+        env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
+    venv = tmp_path / "venv"
+    if installer == "pip":
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    else:
+        subprocess.run([str(UV), "venv", "-q", "--python", sys.executable, str(venv)], env=env,
+                       check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "wheelforge", "install", "vecadd", "--find-links", str(dist),
+         "--find-links", str(dependencies), "--installer", installer,
+         "--python", str(venv / "bin" / "python")],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert ("transcoded to deflate" in result.stderr) == (installer == "pip")
+    probe = _run_in(venv, "import vecadd; print(vecadd.backend())")
+    assert probe.stdout.strip() == expected, probe.stderr

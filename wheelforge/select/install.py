@@ -1,9 +1,11 @@
 """Installing the selected wheel with the real pip or uv into an interpreter.
 
-pip cannot parse a labelled filename, so it gets the wheel under its plain name (the
-``variant.json`` inside still records the label); uv gets it as it is, with its
-wheel-variants preview on. pip on CPython < 3.14 cannot read zstd members: such a wheel
-is transcoded to deflate locally first (verified, as ``wheelforge compress`` does).
+The installer gets the chosen wheel as a local file under its plain name (the
+``variant.json`` inside still records the label): pip cannot parse a labelled
+filename, and uv would judge the variant again against the real machine, where a
+profile or ``--assume`` describes another. pip on CPython < 3.14 cannot read zstd
+members: such a wheel is transcoded to deflate locally first (verified, as
+``wheelforge compress`` does).
 """
 
 from __future__ import annotations
@@ -109,16 +111,15 @@ def install(
             "read: transcoded to deflate locally (verified)"
         )
         wheel, transcoded = deflated, True
+    plain = workdir / "plain" / WheelFilename.parse(chosen.filename).plain().filename
+    plain.parent.mkdir()
+    shutil.copyfile(wheel, plain)
+    wheel = plain
     if installer == "pip":
-        plain = workdir / "pip" / WheelFilename.parse(chosen.filename).plain().filename
-        plain.parent.mkdir()
-        shutil.copyfile(wheel, plain)
         command = [target.executable, "-m", "pip", "install", "--disable-pip-version-check",
                    str(plain)]  # fmt: skip
-        wheel = plain
     else:
-        command = [_uv(), "pip", "install", "--preview-features", "wheel-variants",
-                   "--python", target.executable, str(wheel)]  # fmt: skip
+        command = [_uv(), "pip", "install", "--python", target.executable, str(plain)]
     command += ["--index-url", index_url] if index_url else []
     for directory in find_links:
         command += ["--find-links", str(directory)]
