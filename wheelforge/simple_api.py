@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html.parser
 import json
+import os
 import re
 import urllib.error
 import urllib.parse
@@ -150,11 +151,12 @@ def directory_files(directory: Path, project: str) -> list[ProjectFile]:
     if not directory.is_dir():
         raise InvalidInput(f"--find-links {directory}: not a directory")
     prefix = canonicalize_name(project).replace("-", "_")
+    base = directory.resolve()
     found = []
-    for path in sorted(directory.iterdir()):
-        stem = path.name.split("-", 1)[0]
-        if path.is_file() and canonicalize_name(stem).replace("-", "_") == prefix:
-            found.append(ProjectFile(path.name, path.resolve().as_uri()))
+    for name in sorted(os.listdir(base)):
+        stem = name.split("-", 1)[0]
+        if canonicalize_name(stem).replace("-", "_") == prefix and (base / name).is_file():
+            found.append(ProjectFile(name, (base / name).as_uri()))
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -74,13 +75,13 @@ class WheelFilename:
     def with_label(self, label: str | None) -> WheelFilename:
         return replace(self, label=label)
 
-    @property
+    @functools.cached_property
     def tags(self) -> frozenset[Tag]:
         from packaging.tags import parse_tag  # costly to import; only inspect needs it
 
         return parse_tag(f"{self.python}-{self.abi}-{self.platform}")
 
-    @property
+    @functools.cached_property
     def release(self) -> tuple[str, str]:
         """``(name, version)`` normalized as in wheel filenames: the variants-file key."""
         name, version, _, _ = parse_wheel_filename(self.plain().filename)
