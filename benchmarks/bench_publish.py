@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import describe, run_command  # benchmarks/machine.py
+from machine import describe, run_command, tool  # benchmarks/machine.py
 
 from wheelforge.publish.check import check_release_set
 from wheelforge.tag import TagRequest, tag_wheel
@@ -299,14 +299,6 @@ def timed(
     return row
 
 
-def _tool(name: str) -> str:
-    path = BIN_DIR / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        sys.exit(f"{name}: not found next to {sys.executable} nor on PATH")
-    return found
-
-
 # --- the operations ----------------------------------------------------------------
 
 
@@ -417,7 +409,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"{'; '.join(f'{f.check}: {f.message}' for f in others[:3])})"
     )
 
-    wheelforge = _tool("wheelforge")
+    wheelforge = tool("wheelforge")
     twine = [sys.executable, "-m", "twine", "check"]
     site, site2, extracted = work / "site", work / "site-extended", work / "extracted"
     index_argv = [wheelforge, "index", str(dist), "--out", str(site), "--no-check", "--json"]

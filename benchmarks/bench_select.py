@@ -77,7 +77,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import describe, run_command  # benchmarks/machine.py
+from machine import describe, run_command, tool  # benchmarks/machine.py
 from packaging.tags import Tag
 
 from wheelforge.publish.serve import serving
@@ -281,14 +281,6 @@ def _ms(seconds: float) -> str:
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.2f}"
 
 
-def _tool(name: str) -> str:
-    path = BIN_DIR / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        sys.exit(f"{name}: not found next to {sys.executable} nor on PATH")
-    return found
-
-
 def run_failing(argv: list[str]) -> int:
     """Run a tool that may fail (its output discarded); its exit status."""
     done = subprocess.run(argv, capture_output=True, check=False, stdin=subprocess.DEVNULL)
@@ -385,7 +377,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"command: {command}")
     print(f"machine: {describe(work)}")
     print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
-    wheelforge = _tool("wheelforge")
+    wheelforge = tool("wheelforge")
 
     start = time.perf_counter()
     python = interpreter()
@@ -511,15 +503,15 @@ def run(args: argparse.Namespace, work: Path) -> int:
         )
     )
     rocm_status: dict[str, int] = {}
-    for tool in ("rocminfo", "rocm_agent_enumerator"):
-        path = shutil.which(tool)
+    for rocm_tool in ("rocminfo", "rocm_agent_enumerator"):
+        path = shutil.which(rocm_tool)
         if path is None:
-            print(f"  {tool}: not installed, no row")
+            print(f"  {rocm_tool}: not installed, no row")
             continue
-        rocm_status[tool] = run_failing([path])
+        rocm_status[rocm_tool] = run_failing([path])
         rows.append(
             timed(
-                f"`{tool}` (subprocess, exit status {rocm_status[tool]})",
+                f"`{rocm_tool}` (subprocess, exit status {rocm_status[rocm_tool]})",
                 args.cli_repeat,
                 functools.partial(run_failing, [path]),
             )

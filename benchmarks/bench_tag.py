@@ -41,7 +41,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from machine import describe, run_command  # benchmarks/machine.py
+from machine import describe, run_command, tool  # benchmarks/machine.py
 
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
@@ -324,14 +324,6 @@ def best_of(repeat: int, out_dir: Path, action: Callable[[Path], object]) -> flo
     return min(times)
 
 
-def _tool(name: str) -> str:
-    path = BIN_DIR / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        sys.exit(f"{name}: not found next to {sys.executable} nor on PATH")
-    return found
-
-
 def warm(path: Path) -> None:
     """Read the input once so that every timed run finds it in the page cache."""
     with open(path, "rb") as f:
@@ -371,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if size < MIN_SIZE_MB * MIB:
         print(f"warning: the input is under {MIN_SIZE_MB} MiB; the issue's targets need more")
 
-    wheelforge, variantlib = _tool("wheelforge"), _tool("variantlib")
+    wheelforge, variantlib = tool("wheelforge"), tool("variantlib")
     config = BENCH_DIR / "variant-pyproject.toml"
     config.write_text(VARIANT_PYPROJECT)
     request = TagRequest(properties=frozenset({VariantProperty.parse(PROPERTY)}), label=LABEL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,12 @@ def run_command(argv: list[str], bench_dir: Path) -> str:
             f"{' ...' if len(argv) > 8 else ''}\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
         )
     return result.stdout
+
+
+def tool(name: str) -> str:
+    """A command installed beside this interpreter (the venv's), else on PATH."""
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        sys.exit(f"{name}: not found next to {sys.executable} nor on PATH")
+    return found
