@@ -245,12 +245,19 @@ def test_plan_formats(tmp_path: Path, cli: Cli) -> None:
     path = write(tmp_path, '[axes]\ncuda = ["12.8", "13.0"]\nsm = ["90"]\n' + CUDA_TEMPLATE)
     code, out, _ = cli("plan", "--matrix", path, "--format", "github")
     assert code == 0
+    common = {"toolchain": "nvcc", "python": "3.11", "runner": "ubuntu-latest"}
     assert json.loads(out) == {
         "include": [
-            {"id": "cuda12.8-sm90", "label": "cu128_90", "toolchain": "nvcc", "python": "3.11"},
-            {"id": "cuda13.0-sm90", "label": "cu130_90", "toolchain": "nvcc", "python": "3.11"},
+            {"id": "cuda12.8-sm90", "label": "cu128_90", "toolchain-version": "12.8",
+             "image": "pytorch/manylinux2_28-builder:cuda12.8", "cache-key": "nvcc-12.8",
+             **common},
+            {"id": "cuda13.0-sm90", "label": "cu130_90", "toolchain-version": "13.0",
+             "image": "pytorch/manylinux2_28-builder:cuda13.0", "cache-key": "nvcc-13.0",
+             **common},
         ]
-    }
+    }  # fmt: skip
+    code, out, _ = cli("plan", "--matrix", path, "--format", "github", "--pull-request")
+    assert [e["id"] for e in json.loads(out)["include"]] == ["cuda12.8-sm90"]
     code, out, _ = cli("plan", "--matrix", path, "--format", "json")
     assert [j["id"] for j in json.loads(out)] == ["cuda12.8-sm90", "cuda13.0-sm90"]
     code, out, _ = cli("plan", "--matrix", path)

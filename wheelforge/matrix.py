@@ -49,6 +49,8 @@ _VARIANT_KEYS = (
     "oversize",
     "compression",
     "python",
+    "runner",
+    "manylinux-image",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 
@@ -77,6 +79,8 @@ class Job:
     oversize: str = "fail"  # "fail" | "warn"
     compression: str = "deflate"
     axes: tuple[tuple[str, str], ...] = ()
+    runner: str = "ubuntu-latest"  # the GitHub Actions runner that builds it
+    manylinux_image: str | None = None  # cibuildwheel's image; None: the toolchain's default
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,8 @@ class Job:
             "oversize": self.oversize,
             "compression": self.compression,
             "axes": dict(self.axes),
+            "runner": self.runner,
+            "manylinux-image": self.manylinux_image,
         }
 
 
@@ -460,6 +466,8 @@ def _job(
         oversize=check.string(entry.get("oversize", "fail"), f"{path}.oversize", ("fail", "warn")),
         compression=compression,
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
+        runner=text("runner") or "ubuntu-latest",
+        manylinux_image=text("manylinux-image"),
     )
 
 

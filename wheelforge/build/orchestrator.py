@@ -52,6 +52,7 @@ class BuildOptions:
     read_cache: bool = True
     workers: int = 1
     keep_going: bool = False
+    builder: str = "build"  # "build" (PEP 517, here) | "cibuildwheel" (manylinux containers)
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,15 @@ def _python_version(python: str) -> str:
 
 
 def preflight(
-    matrix: Matrix, jobs: Sequence[Job], toolchains_dir: Path, progress: Progress
+    matrix: Matrix,
+    jobs: Sequence[Job],
+    toolchains_dir: Path,
+    progress: Progress,
+    *,
+    builder: str = "build",
 ) -> list[_Plan]:
-    """Resolve every job's toolchain and interpreter before anything is built."""
+    """Resolve every job's toolchain and interpreter before anything is built (with
+    cibuildwheel the toolchain is the job's container image)."""
     if not matrix.project.is_dir():
         raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} is not a directory")
     if not (matrix.project / "pyproject.toml").is_file():
@@ -88,9 +95,15 @@ def preflight(
     epoch = source_date_epoch(matrix.project)
     plans = []
     for job in jobs:
-        toolchain = resolve_toolchain(job, toolchains_dir, functools.partial(progress, job.id))
-        python = resolve_python(job)
-        version = _python_version(python)
+        if builder == "cibuildwheel":
+            from wheelforge.build.cibuildwheel import build_identifier, manylinux_image
+
+            toolchain = Toolchain(job.toolchain, "", manylinux_image(job))
+            python = version = build_identifier(job)  # the container's interpreter
+        else:
+            toolchain = resolve_toolchain(job, toolchains_dir, functools.partial(progress, job.id))
+            python = resolve_python(job)
+            version = _python_version(python)
         key = build_key(job, source, toolchain, version, epoch)
         plans.append(_Plan(job, toolchain, python, version, key, epoch))
     return plans
@@ -119,7 +132,12 @@ def source_date_epoch(project: Path) -> str:
 
 
 def _compile(
-    plan: _Plan, matrix: Matrix, job_dir: Path, log_path: Path, progress: Progress
+    plan: _Plan,
+    matrix: Matrix,
+    job_dir: Path,
+    log_path: Path,
+    progress: Progress,
+    builder: str = "build",
 ) -> Path:
     """Build and repair: the expensive part, the one the cache keeps."""
     job = plan.job
@@ -129,6 +147,14 @@ def _compile(
     env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
+        if builder == "cibuildwheel":
+            from wheelforge.build.cibuildwheel import manylinux_image, run_cibuildwheel
+
+            progress(job.id, f"building with cibuildwheel in {manylinux_image(job)}")
+            return run_cibuildwheel(
+                job, matrix.project, job_dir / "cibuildwheel", env=env, log=log,
+                log_path=log_path, source_date_epoch=plan.source_date_epoch,
+            )  # fmt: skip
         progress(
             job.id,
             f"building with {plan.toolchain.name} {plan.toolchain.version} (log: {log_path})",
@@ -187,7 +213,7 @@ def build_jobs(
     progress: Progress,
 ) -> list[JobResult]:
     toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
-    plans = preflight(matrix, jobs, toolchains_dir, progress)
+    plans = preflight(matrix, jobs, toolchains_dir, progress, builder=options.builder)
     cache = BuildCache(options.cache_dir) if options.cache_dir is not None else None
     options.out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -212,7 +238,7 @@ def build_jobs(
                 repaired = cache.get(plan.key) if cache is not None and reuse else None
                 status = "cached" if repaired is not None else "built"
                 if repaired is None:
-                    repaired = _compile(plan, matrix, job_dir, log_path, progress)
+                    repaired = _compile(plan, matrix, job_dir, log_path, progress, options.builder)
                     if cache is not None:
                         cache.put(plan.key, repaired)
                     built_now.add(plan.key)

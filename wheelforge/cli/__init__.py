@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import publish, select
+from wheelforge.cli import ci, publish, select
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -137,7 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a matrix file (matrix/*.toml) or a pyproject.toml with [tool.wheelforge]",
     )
-    plan.add_argument("--format", choices=("table", "json", "github"), default="table")
+    plan.add_argument(
+        "--format",
+        choices=("table", "json", "github", "cibuildwheel"),
+        default="table",
+        help="github: a strategy.matrix (runner, image, cache key per job); cibuildwheel: "
+        "each job's CIBW_* environment",
+    )
+    plan.add_argument(
+        "--pull-request",
+        action="store_true",
+        help="with --format github: a reduced matrix, one job per kind and toolchain",
+    )
     plan.add_argument(
         "--json", action="store_const", dest="format", const="json", help="same as --format json"
     )
@@ -188,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(".wheelforge"),
         metavar="DIR",
         help="build directories and logs (default: .wheelforge)",
+    )
+    build.add_argument(
+        "--builder",
+        choices=("build", "cibuildwheel"),
+        default="build",
+        help="build here with 'build' (PEP 517, default), or in manylinux containers with "
+        "cibuildwheel (CI runners with Docker)",
     )
     build.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -280,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
     COMMANDS.update(publish.add_commands(sub))
     COMMANDS.update(select.add_commands(sub))
+    COMMANDS.update(ci.add_commands(sub))
     return parser
 
 
@@ -326,16 +345,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":
         emit_json([job.to_json() for job in matrix.jobs])
     elif args.format == "github":
-        include = [
-            {
-                "id": job.id,
-                "label": job.label or "plain",
-                "toolchain": job.toolchain,
-                "python": job.python,
-            }
-            for job in matrix.jobs
-        ]
-        print(json.dumps({"include": include}, separators=(",", ":")))
+        from wheelforge.ci.plan import github_matrix
+
+        plan = github_matrix(matrix.jobs, pull_request=args.pull_request)
+        print(json.dumps(plan, separators=(",", ":")))
+    elif args.format == "cibuildwheel":
+        from wheelforge.ci.plan import cibuildwheel_plan
+
+        emit_json(cibuildwheel_plan(matrix.jobs))
     else:
         table(
             ["job", "kind", "label", "properties", "toolchain", "python", "compression"],
@@ -371,6 +388,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         read_cache=not args.no_cache,
         workers=args.jobs,
         keep_going=args.keep_going,
+        builder=args.builder,
     )
     with job_progress([job.id for job in jobs]) as progress:
         results = build_jobs(matrix, jobs, options, progress)

@@ -1,0 +1,1 @@
+"""GitHub Actions: the plan CI fans out, the workflows, and merging what the jobs built."""
