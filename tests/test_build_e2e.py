@@ -401,18 +401,33 @@ def test_missing_toolchain_fails_before_any_build(
 def test_github_plan_fan_out_equals_single_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The CI fan-out, simulated: every matrix entry built in its own directory (its own
+    cache and work directory, as on its own runner), merged, checked: the same release
+    set as one machine building the whole matrix."""
     matrix = cpu_matrix(tmp_path)
     assert wf("plan", "--matrix", matrix, "--format", "github") == 0
     include = json.loads(capsys.readouterr().out)["include"]
     single = tmp_path / "single"
     assert build(matrix, single, tmp_path / "cache-single", tmp_path / "work-single") == 0
-    fanned: dict[str, str] = {}
+    jobs = []
     for entry in include:  # each CI job: its own machine, cache and work directory
         job = tmp_path / "jobs" / entry["id"]
         assert build(matrix, job / "dist", job / "cache", job / "work", "--only", entry["id"]) == 0
-        for wheel in (job / "dist").glob("*.whl"):
-            fanned[wheel.name] = wheel.read_bytes().hex()
-    assert fanned == {w.name: w.read_bytes().hex() for w in single.glob("*.whl")}
+        jobs.append(job / "dist")
+    merged = tmp_path / "merged"
+    assert wf("merge", *jobs, "--out", merged) == 0
+    assert wf("check", merged) == 0
+    capsys.readouterr()
+    published = {p.name for p in single.iterdir() if p.suffix in (".whl", ".json")}
+    assert {p.name for p in merged.iterdir()} == published
+    for name in published - {"wheelforge-manifest.json"}:
+        assert (merged / name).read_bytes() == (single / name).read_bytes(), name
+
+    def artifacts(dist: Path) -> list[dict[str, object]]:
+        entries = json.loads((dist / "wheelforge-manifest.json").read_text())["artifacts"]
+        return [{k: v for k, v in e.items() if k != "log"} for e in entries]  # logs: per runner
+
+    assert artifacts(merged) == artifacts(single)
 
 
 @pytest.mark.parametrize(
