@@ -42,24 +42,29 @@ from __future__ import annotations
 import argparse
 import base64
 import email.parser
+import functools
 import hashlib
 import itertools
 import json
 import os
 import random
 import resource
-import shlex
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import describe, run_command, tool  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    add_work_option,
+    in_work_dir,
+    print_header,
+    run_command,
+    tool,
+)
 
 from wheelforge.publish.check import check_release_set
 from wheelforge.tag import TagRequest, tag_wheel
@@ -358,35 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--twine-repeat", type=int, default=1, help="runs of twine check (slow; default 1)"
     )
-    parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="keep the input and outputs in DIR, and reuse its input "
-        "(default: a temporary directory under .bench/, removed at the end)",
-    )
+    add_work_option(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.twine_repeat < 1:
         parser.error("--repeat, --twine-repeat: expected at least 1")
     if not 3 <= args.wheels <= MAX_WHEELS:
         parser.error(f"--wheels: expected 3 to {MAX_WHEELS}")
 
-    if args.work is None:
-        BENCH_DIR.mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="publish-", dir=BENCH_DIR) as tmp:
-            return run(args, Path(tmp))
-    args.work.mkdir(parents=True, exist_ok=True)
-    return run(args, args.work.resolve())
+    return in_work_dir(args.work, BENCH_DIR, "publish-", functools.partial(run, args))
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
-    command = shlex.join(
-        [os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]]
-    )
-    print(f"command: {command}")
-    print(f"machine: {describe(work)}")
-    print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
+    print_header(__file__, work)
     dist, dist2 = input_sets(work, args.wheels)
     wheels = sorted(dist.glob("*.whl"))
     n, n2 = len(wheels), SECOND_RELEASE[1]

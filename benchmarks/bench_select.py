@@ -65,19 +65,23 @@ import os
 import pstats
 import random
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import describe, run_command, tool  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    add_work_option,
+    in_work_dir,
+    print_header,
+    run_command,
+    tool,
+)
 from packaging.tags import Tag
 
 from wheelforge.publish.serve import serving
@@ -348,35 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cprofile", action="store_true", help="profile one selection and one detection"
     )
-    parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="keep the input in DIR, and reuse it "
-        "(default: a temporary directory under .bench/, removed at the end)",
-    )
+    add_work_option(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.cli_repeat < 1:
         parser.error("--repeat, --cli-repeat: expected at least 1")
     if not 1 <= args.variants <= MAX_VARIANTS:
         parser.error(f"--variants: expected 1 to {MAX_VARIANTS}")
 
-    if args.work is None:
-        BENCH_DIR.mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="select-", dir=BENCH_DIR) as tmp:
-            return run(args, Path(tmp))
-    args.work.mkdir(parents=True, exist_ok=True)
-    return run(args, args.work.resolve())
+    return in_work_dir(args.work, BENCH_DIR, "select-", functools.partial(run, args))
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
-    command = shlex.join(
-        [os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]]
-    )
-    print(f"command: {command}")
-    print(f"machine: {describe(work)}")
-    print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
+    print_header(__file__, work)
     wheelforge = tool("wheelforge")
 
     start = time.perf_counter()

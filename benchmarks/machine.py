@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -70,3 +73,32 @@ def tool(name: str) -> str:
     if found is None:
         sys.exit(f"{name}: not found next to {sys.executable} nor on PATH")
     return found
+
+
+def add_work_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the input and outputs in DIR, and reuse its input "
+        "(default: a temporary directory under .bench/, removed at the end)",
+    )
+
+
+def in_work_dir(work: Path | None, bench_dir: Path, prefix: str, run: Callable[[Path], int]) -> int:
+    """``run(directory)`` in ``work``, or in a temporary directory under ``bench_dir``."""
+    if work is None:
+        bench_dir.mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=bench_dir) as tmp:
+            return run(Path(tmp))
+    work.mkdir(parents=True, exist_ok=True)
+    return run(work.resolve())
+
+
+def print_header(script: str, work: Path) -> None:
+    """The command line, the machine and how CLI runs are made."""
+    command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(script), *sys.argv[1:]])
+    print(f"command: {command}")
+    print(f"machine: {describe(work)}")
+    print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
