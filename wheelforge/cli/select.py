@@ -68,13 +68,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
         help="which wheel each hardware profile gets from a release",
         description="For every profile in --profiles (default: the ones wheelforge ships), the "
         "wheel it gets from DIST (a release set directory) or from --index URL NAME, and "
-        "which profiles fall back to null or the plain wheel, or get nothing (exit 1).",
+        "which profiles fall back to null or the plain wheel, or get nothing.",
     )
     cov.add_argument("source", metavar="DIST|NAME")
     cov.add_argument("--index", metavar="URL", help="read NAME from this simple index")
     cov.add_argument("--profiles", type=Path, metavar="DIR", help="a directory of *.toml")
     cov.add_argument("--trust-provider", action="append", default=[], metavar="NS")
     cov.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
+    cov.add_argument(
+        "--require-all",
+        action="store_true",
+        help="exit 1 when a profile gets nothing (a release gate)",
+    )
     cov.add_argument("--json", action="store_true", help="print the table as JSON")
     return {"detect": _cmd_detect, "select": _cmd_select, "install": _cmd_install,
             "coverage": _cmd_coverage}  # fmt: skip
@@ -265,7 +270,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
             o: sum(r.outcome == o for r in rows) for o in ("variant", "null", "plain", "nothing")
         }
         info(", ".join(f"{n} {o}" for o, n in counts.items()))
-    return 1 if any(r.outcome == "nothing" for r in rows) else 0
+    return 1 if args.require_all and any(r.outcome == "nothing" for r in rows) else 0
 
 
 def _project_in(dist: Path) -> str:
