@@ -33,7 +33,7 @@ from packaging import metadata as core_metadata
 
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_path, atomic_write
-from wheelforge.publish.release import Artifact, Role, sha256_file
+from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
 from wheelforge.wheel.wheelfile import Wheel
 
 API_VERSION = "1.1"
@@ -136,9 +136,6 @@ class Site:
     def path_of(self, project: str, file: IndexedFile) -> Path:
         return self.simple / project / file.url
 
-    def read(self, project: str, file: IndexedFile) -> bytes:
-        return self.path_of(project, file).read_bytes()
-
     # -- the store ------------------------------------------------------------
 
     def check_new(self, artifacts: Iterable[Artifact]) -> None:
@@ -166,7 +163,7 @@ class Site:
             sha256 = sha256_file(artifact.path)
             size = artifact.path.stat().st_size
         else:
-            sha256 = _sha256(data)
+            sha256 = sha256_bytes(data)
             size = len(data)
         directory = self.root / "files" / artifact.project / sha256[:16]
         target = directory / artifact.name
@@ -183,7 +180,7 @@ class Site:
             raw, _ = core_metadata.parse_email(metadata)
             requires_python = raw.get("requires_python")
         if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
-            metadata_sha256 = _sha256(metadata)
+            metadata_sha256 = sha256_bytes(metadata)
             sidecar = target.with_name(target.name + ".metadata")
             if not sidecar.exists():
                 atomic_write(sidecar, metadata)
@@ -299,12 +296,6 @@ def _core_metadata(artifact: Artifact) -> bytes | None:
 
         return sdist_metadata(artifact.path)
     return None
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _link_or_copy(source: str, target: str) -> None:

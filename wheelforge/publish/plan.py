@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from wheelforge.errors import InvalidInput
 from wheelforge.publish.index import Site
@@ -75,10 +74,3 @@ def _release_key(wheel: Artifact) -> tuple[str, str]:
     from wheelforge.wheel.filename import WheelFilename
 
     return WheelFilename.parse(wheel.name).release
-
-
-def describe(step: Step) -> str:
-    return f"{step.artifact.name} (made from the wheels)" if step.data else step.artifact.name
-
-
-__all__ = ["Path", "Step", "describe", "site_steps"]

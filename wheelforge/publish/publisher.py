@@ -19,7 +19,7 @@ from wheelforge.fsutil import atomic_write
 from wheelforge.publish.check import CheckReport
 from wheelforge.publish.index import IndexedFile, Site
 from wheelforge.publish.plan import Step, site_steps
-from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_file
+from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_bytes, sha256_file
 from wheelforge.publish.upload import UploadTarget, remote_files, twine_upload, upload_target
 from wheelforge.variants.metadata import Schema
 
@@ -167,7 +167,7 @@ def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tu
     plan = []
     for step in site_steps(artifacts, site, schema=schema):
         listed = site.files(step.artifact.project).get(step.artifact.name)
-        sha256 = sha256_file(step.artifact.path) if step.data is None else _sha(step.data)
+        sha256 = sha256_file(step.artifact.path) if step.data is None else sha256_bytes(step.data)
         if listed is not None and listed.sha256 == sha256:
             action = Action(str(site.root), step.artifact.name, "skip", "already published")
         else:
@@ -229,12 +229,6 @@ def _note_unsent_variants(
             f"{len(refused)} files (variant wheels, variants file) are published nowhere: "
             "add --to SITE to put the variant set on a static variant index"
         )
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 class _State:

@@ -106,6 +106,10 @@ def in_publish_order(artifacts: list[Artifact]) -> list[Artifact]:
     return sorted(artifacts, key=lambda a: (a.role, a.label is not None, a.name))
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """The file's sha256, computed once per (path, size, mtime): publishing asks for it
     at each step, and a wheel may be gigabytes."""
