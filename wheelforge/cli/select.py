@@ -176,20 +176,20 @@ def _files(args: argparse.Namespace, project: str) -> list[ProjectFile]:
     return project_files(project, index_url=args.index, find_links=args.find_links)
 
 
-def _selection(args: argparse.Namespace, requirement_text: str, python: Any) -> Selection:
+def _selection(
+    args: argparse.Namespace, requirement_text: str, python: Any, machine: Machine
+) -> Selection:
     from wheelforge.select.selection import parse_requirement, select
 
     requirement = parse_requirement(requirement_text)
     files = _files(args, requirement.name)
-    return select(
-        requirement, files, _machine(args), tags=python.tags, python_version=python.version
-    )
+    return select(requirement, files, machine, tags=python.tags, python_version=python.version)
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
     from wheelforge.select.install import interpreter
 
-    selection = _selection(args, args.requirement, interpreter(args.python))
+    selection = _selection(args, args.requirement, interpreter(args.python), _machine(args))
     if args.json:
         emit_json(selection.to_json())
         return 0 if selection.chosen else 1
@@ -216,9 +216,10 @@ def _cmd_install(args: argparse.Namespace) -> int:
     from wheelforge.select.install import install, interpreter
 
     target = interpreter(args.python)
+    machine = _machine(args)
     results = []
     for requirement in args.requirements:
-        selection = _selection(args, requirement, target)
+        selection = _selection(args, requirement, target, machine)
         for note in selection.notes:
             info(f"note: {note}")
         with tempfile.TemporaryDirectory(prefix="wheelforge-install-") as work:
