@@ -239,26 +239,6 @@ class _Step:
 # -- the stage ----------------------------------------------------------------------
 
 
-def recompress(
-    path: Path,
-    output: Path,
-    codec: str,
-    *,
-    level: int | None = None,
-    jobs: int | None = None,
-    verify: bool = True,
-    force: bool = False,
-) -> Path:
-    """Write ``path`` to ``output`` with its payload members in ``codec`` (the build
-    pipeline's compression step); see :func:`compress_wheel`."""
-    result = compress_wheel(path, output, codec, level=level, jobs=jobs, verify=verify, force=force)
-    if result.warning:
-        from wheelforge.render import info
-
-        info(result.warning)
-    return result.output
-
-
 def compress_wheel(
     path: Path,
     output: Path,

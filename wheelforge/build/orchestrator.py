@@ -18,7 +18,7 @@ from wheelforge.build.backend import pep517_wheel
 from wheelforge.build.cache import BuildCache, build_key, source_digest
 from wheelforge.build.manifest import Artifact, update_manifest
 from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolchain
-from wheelforge.compress import recompress
+from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
 from wheelforge.repair import check_size, repair_wheel
@@ -202,7 +202,7 @@ def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
         )
         wheel = tag_wheel(wheel, job_dir / "tagged", request)
     if job.compression != "deflate":
-        wheel = recompress(wheel, job_dir / "final" / wheel.name, job.compression)
+        wheel = compress_wheel(wheel, job_dir / "final" / wheel.name, job.compression).output
     return wheel
 
 
