@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from machine import describe  # benchmarks/machine.py
+from machine import CheckFailed, describe, require  # benchmarks/machine.py
 
 from wheelforge.build.orchestrator import source_date_epoch
 from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolchain
@@ -68,16 +68,6 @@ SCRATCH = BENCH_DIR / "build"
 TOOLCHAINS = SCRATCH / "toolchains"  # toolkits wheelforge fetches (CUDA from PyPI): kept
 BIN_DIR = Path(sys.executable).parent
 DEFAULT_MATRIX = ROOT / "matrix" / "example.toml"
-
-
-class CheckFailed(Exception):
-    """A run did not produce what it must: its time would mean nothing."""
-
-
-def require(condition: bool, what: str) -> None:
-    """``assert``, but kept under ``python -O``."""
-    if not condition:
-        raise CheckFailed(what)
 
 
 # --- the distinct builds ---------------------------------------------------------------

@@ -40,7 +40,6 @@ The index results are checked (files added, nothing added on the re-run).
 from __future__ import annotations
 
 import argparse
-import base64
 import email.parser
 import functools
 import hashlib
@@ -59,9 +58,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from machine import (  # benchmarks/machine.py
+    CheckFailed,
     add_work_option,
     in_work_dir,
     print_header,
+    require,
     run_command,
     tool,
 )
@@ -70,6 +71,7 @@ from wheelforge.publish.check import check_release_set
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import write_variants_json
+from wheelforge.wheel.record import digest_to_record_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -102,22 +104,7 @@ X86_LEVEL = ["v1", "v2", "v3", "v4"]
 MAX_WHEELS = len(CUDA_LOWER) * len(SM_ARCH) * len(X86_LEVEL) + 2
 
 
-class CheckFailed(Exception):
-    """An input or output is not what it must be: the timings would mean nothing."""
-
-
-def require(condition: bool, what: object) -> None:
-    """``assert``, but kept under ``python -O``."""
-    if not condition:
-        raise CheckFailed(str(what))
-
-
 # --- the input ---------------------------------------------------------------------
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
 
 
 def _payload(rng: random.Random) -> bytes:
@@ -150,7 +137,10 @@ def build_plain_wheel(directory: Path, version: str) -> Path:
             f"Tag: {WHEEL_TAG}\n"
         ).encode(),
     }
-    record = "".join(f"{n},{_record_hash(b)},{len(b)}\n" for n, b in members.items())
+    record = "".join(
+        f"{n},{digest_to_record_hash('sha256', hashlib.sha256(b).digest())},{len(b)}\n"
+        for n, b in members.items()
+    )
     members[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
     path = directory / f"{NAME}-{version}-{WHEEL_TAG}.whl"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -54,7 +54,6 @@ line chooses what the library does.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import functools
 import hashlib
@@ -79,6 +78,7 @@ from machine import (  # benchmarks/machine.py
     add_work_option,
     in_work_dir,
     print_header,
+    require,
     run_command,
     tool,
 )
@@ -96,6 +96,7 @@ from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.ranking import rank
 from wheelforge.variants_file import write_variants_json
+from wheelforge.wheel.record import digest_to_record_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -119,22 +120,7 @@ CPUS = len(os.sched_getaffinity(0))
 MAX_VARIANTS = len(X86_LEVEL) + len(CUDA_LOWER) * len(SM_ARCH) * len(X86_LEVEL)
 
 
-class CheckFailed(Exception):
-    """An input or output is not what it must be: the timings would mean nothing."""
-
-
-def require(condition: bool, what: object) -> None:
-    """``assert``, but kept under ``python -O``."""
-    if not condition:
-        raise CheckFailed(str(what))
-
-
 # --- the input ---------------------------------------------------------------------
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
 
 
 def wheel_tag(tags: tuple[Tag, ...]) -> str:
@@ -155,7 +141,10 @@ def build_plain_wheel(directory: Path, tag: str) -> Path:
             f"Wheel-Version: 1.0\nGenerator: bench_select\nRoot-Is-Purelib: false\nTag: {tag}\n"
         ).encode(),
     }
-    record = "".join(f"{n},{_record_hash(b)},{len(b)}\n" for n, b in members.items())
+    record = "".join(
+        f"{n},{digest_to_record_hash('sha256', hashlib.sha256(b).digest())},{len(b)}\n"
+        for n, b in members.items()
+    )
     members[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
     path = directory / f"{NAME}-{VERSION}-{tag}.whl"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -25,7 +25,6 @@ output's data offsets move against the input's, which costs the kernel copy some
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import hashlib
 import io
@@ -41,10 +40,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from machine import describe, run_command, tool  # benchmarks/machine.py
+from machine import CheckFailed, describe, require, run_command, tool  # benchmarks/machine.py
 
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
+from wheelforge.wheel.record import digest_to_record_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -87,20 +87,6 @@ plugin-api = "nvidia_variant_provider.plugin:NvidiaVariantPlugin"
 
 
 # --- the input wheel -------------------------------------------------------------------
-
-
-class CheckFailed(Exception):
-    """An output is not what it must be: the timings would mean nothing."""
-
-
-def require(condition: bool, what: object) -> None:
-    """``assert``, but kept under ``python -O``."""
-    if not condition:
-        raise CheckFailed(str(what))
-
-
-def _record_hash(digest: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _repetitive_segments(rng: random.Random, count: int, size: int) -> list[bytes]:
@@ -168,7 +154,7 @@ def _write_member(
             written += len(chunk)
             out.write(chunk)
     require(written == size, (name, written, size))
-    return name, _record_hash(digest.digest()), size
+    return name, digest_to_record_hash("sha256", digest.digest()), size
 
 
 def generate_wheel(path: Path, size_mb: int, *, zip64_extra: bool = False) -> None:
@@ -282,7 +268,10 @@ def check_tagged(source: Path, output: Path) -> None:
 
         record_in, record_out = _record(zin), _record(zout)
         data = zout.read(variant_json)
-        expected_entry = (_record_hash(hashlib.sha256(data).digest()), str(len(data)))
+        expected_entry = (
+            digest_to_record_hash("sha256", hashlib.sha256(data).digest()),
+            str(len(data)),
+        )
         require(record_out.pop(variant_json) == expected_entry, "variant.json's RECORD entry")
         require(record_out == record_in, "RECORD entries of copied members changed")
         variants = json.loads(data)["variants"]

@@ -102,3 +102,13 @@ def print_header(script: str, work: Path) -> None:
     print(f"command: {command}")
     print(f"machine: {describe(work)}")
     print("CLI runs: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
+
+
+class CheckFailed(Exception):
+    """An input or output is not what it must be: the timings would mean nothing."""
+
+
+def require(condition: bool, what: object) -> None:
+    """``assert``, but kept under ``python -O``."""
+    if not condition:
+        raise CheckFailed(str(what))
