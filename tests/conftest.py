@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from wheelforge.cli import main
+from wheelforge.tag import TagRequest, tag_wheel
+from wheelforge.variants.config import default_config
+from wheelforge.variants.metadata import VariantMetadata
+from wheelforge.variants.properties import VariantProperty
 
 WheelFactory = Callable[..., Path]
 
@@ -54,6 +59,45 @@ def build_plain_wheel(
         for member, data in members.items():
             zf.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), data, compression)
     return path
+
+
+def build_release(
+    dist: Path,
+    name: str,
+    version: str,
+    variants: Mapping[str, Sequence[str]],
+    *,
+    work: Path,
+    metadata_extra: str = "",
+    config: VariantMetadata | None = None,
+    configs: Mapping[str, VariantMetadata] | None = None,
+) -> Path:
+    """A release set in ``dist``: a plain wheel, and one wheel per label of ``variants``
+    (label -> properties; no properties: the null variant), each module saying what it
+    was built for (``BUILT_FOR = 'label'``, ``'plain'`` for the plain wheel). ``configs``
+    gives some labels their own provider config (default: ``config``, else the presets)."""
+    dist.mkdir(parents=True, exist_ok=True)
+    for label, properties in {"plain": (), **variants}.items():
+        built = work / f"{name}-{version}-{label}"
+        built.mkdir(parents=True)
+        module = f"BUILT_FOR = {label!r}\n".encode()
+        plain = build_plain_wheel(
+            built,
+            name,
+            version,
+            files={f"{name}/__init__.py": module},
+            metadata_extra=metadata_extra,
+        )
+        if label == "plain":
+            shutil.copy(plain, dist)
+            continue
+        request = TagRequest(
+            properties=frozenset(VariantProperty.parse(p) for p in properties),
+            label=label,
+            config=(configs or {}).get(label) or config or default_config(),
+        )
+        tag_wheel(plain, dist, request)
+    return dist
 
 
 @pytest.fixture

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_plain_wheel
+from tests.conftest import build_plain_wheel, build_release
 from tests.installers import clean_env, pip_install, selected, uv_install
 from wheelforge.cli import main
 from wheelforge.publish.serve import negotiate, serving
 from wheelforge.simple_api import JSON_CONTENT_TYPE
-from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.metadata import loads
-from wheelforge.variants.properties import VariantProperty
 
 Cli = Callable[..., tuple[int, str, str]]
 BIN = Path(sys.executable).parent
@@ -45,21 +43,11 @@ def release(
 ) -> Path:
     """A release set in ``root/dist-{name}-{version}``: a plain wheel and the labelled ones,
     each module saying what it was built for."""
-    dist = root / f"dist-{name}-{version}"
-    dist.mkdir(parents=True)
-    for label in ("plain", *labels):
-        work = root / "plain" / f"{name}-{version}-{label}"
-        work.mkdir(parents=True)
-        module = f"BUILT_FOR = {label!r}\n".encode()
-        plain = build_plain_wheel(
-            work, name, version, files={f"{name}/__init__.py": module}, metadata_extra=META
-        )
-        if label == "plain":
-            shutil.copy(plain, dist)
-            continue
-        properties = frozenset(VariantProperty.parse(p) for p in VARIANTS.get(label, ()))
-        tag_wheel(plain, dist, TagRequest(properties=properties, label=label))
-    return dist
+    variants = {label: VARIANTS.get(label, ()) for label in labels}
+    return build_release(
+        root / f"dist-{name}-{version}", name, version, variants, work=root / "plain",
+        metadata_extra=META,
+    )  # fmt: skip
 
 
 def page(site: Path, project: str) -> dict[str, dict[str, object]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_plain_wheel
+from tests.conftest import build_plain_wheel, build_release
 from tests.test_index import html_only
 from wheelforge.cli import main
 from wheelforge.errors import InvalidInput
@@ -49,19 +49,10 @@ def wheel_set(root: Path, version: str = "1.0", labels: tuple[str, ...] = (*VARI
     """demo VERSION in ``root/links``: a plain wheel and one per label, each module
     saying what it was built for; the variants file."""
     links = root / "links"
-    links.mkdir(parents=True, exist_ok=True)
     extra = META + (f"Requires-Python: {requires_python}\n" if requires_python else "")
-    for label in ("plain", *labels):
-        work = root / "work" / f"{version}-{label}"
-        work.mkdir(parents=True)
-        module = f"BUILT_FOR = {label!r}\n".encode()
-        plain = build_plain_wheel(work, "demo", version, files={"demo/__init__.py": module},
-                                  metadata_extra=extra)  # fmt: skip
-        if label == "plain":
-            shutil.copy(plain, links)
-            continue
-        properties = frozenset({VariantProperty.parse(VARIANTS[label])} if label != "null" else ())
-        tag_wheel(plain, links, TagRequest(properties=properties, label=label, config=ACME))
+    variants = {label: (VARIANTS[label],) if label != "null" else () for label in labels}
+    build_release(links, "demo", version, variants, work=root / "work", metadata_extra=extra,
+                  config=ACME)  # fmt: skip
     write_variants_json(links)
     return links
 

@@ -16,7 +16,6 @@ it was built for (``BUILT_FOR``), so the test also checks what uv really install
 from __future__ import annotations
 
 import platform
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_plain_wheel
+from tests.conftest import build_release
 from tests.installers import clean_env, selected, uv_install
 from wheelforge.cli import main
 from wheelforge.publish.serve import serving
@@ -33,11 +32,9 @@ from wheelforge.select.machine import Machine
 from wheelforge.select.profiles import Profile
 from wheelforge.select.selection import Selection, parse_requirement, select
 from wheelforge.simple_api import read_project_page
-from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants import supported
 from wheelforge.variants.config import default_config
 from wheelforge.variants.metadata import VariantMetadata, loads
-from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import Provider
 from wheelforge.variants.ranking import best
 
@@ -176,23 +173,10 @@ def acme_config() -> VariantMetadata:
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     root = tmp_path_factory.mktemp("agree")
-    dist = root / "dist"
-    dist.mkdir()
-    for label in ("plain", *VARIANTS):
-        work = root / "plain" / label
-        work.mkdir(parents=True)
-        module = f"BUILT_FOR = {label!r}\n".encode()
-        plain = build_plain_wheel(
-            work, NAME, VERSION, files={f"{NAME}/__init__.py": module}, metadata_extra=META
-        )
-        if label == "plain":
-            shutil.copy(plain, dist)
-            continue
-        properties = frozenset(VariantProperty.parse(p) for p in VARIANTS[label])
-        request = TagRequest(properties=properties, label=label)
-        if label == ACME_LABEL:
-            request = TagRequest(properties=properties, label=label, config=acme_config())
-        tag_wheel(plain, dist, request)
+    dist = build_release(
+        root / "dist", NAME, VERSION, VARIANTS, work=root / "plain", metadata_extra=META,
+        configs={ACME_LABEL: acme_config()},
+    )  # fmt: skip
     site = root / "site"
     assert main(["index", str(dist), "--out", str(site)]) == 0
     with serving(site) as url:
