@@ -19,7 +19,7 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "UV_", "PIP_"))
-        and k != "VIRTUAL_ENV"
+        and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
     }
     env.update(
         PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.installers import clean_env
 from tests.test_readme import main_job
 from wheelforge.cli import main
 from wheelforge.variants import supported
@@ -157,21 +158,6 @@ def dependencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return deps
 
 
-def _clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("NV_VARIANT_PROVIDER_", "UV_", "PIP_", "VIRTUAL_ENV"))
-    }
-    env.update(
-        UV_CACHE_DIR=str(tmp_path / "uv-cache"),
-        UV_NO_CONFIG="1",
-        UV_OFFLINE="1",
-        UV_PYTHON_DOWNLOADS="never",
-    )
-    return env
-
-
 def _run_in(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
@@ -192,7 +178,7 @@ def test_uv_installs_the_expected_variant(
     expected = best(meta, machine, plain=True)
     assert expected is not None and expected.label is not None
     assert expected.label == {"13.0": "cu130", "13.5": "cu135"}.get(driver or "", expected.label)
-    env = _clean_env(tmp_path)
+    env = clean_env(tmp_path, UV_OFFLINE="1")
     if driver is not None:
         env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
     venv = tmp_path / "venv"
@@ -243,7 +229,7 @@ def test_uv_installs_the_expected_variant(
 
 def test_pip_installs_the_plain_fallback(dist: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
-    env = _clean_env(tmp_path) | {"PIP_CONFIG_FILE": os.devnull}
+    env = clean_env(tmp_path, UV_OFFLINE="1")
     subprocess.run(
         [
             sys.executable,
@@ -444,7 +430,7 @@ def test_wheelforge_install_puts_the_right_backend_in_place(
     pip on this Python gets them transcoded."""
     level = supported.x86_64_level(supported.cpuinfo_flags(Path("/proc/cpuinfo").read_text()))
     expected = backend or ("cpu-x86-64-v3" if level >= 3 else "cpu")
-    env = _clean_env(tmp_path) | {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull}
+    env = clean_env(tmp_path, UV_OFFLINE="1", PIP_NO_INDEX="1")
     if driver is not None:
         env["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
     venv = tmp_path / "venv"

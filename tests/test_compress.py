@@ -22,6 +22,7 @@ import pytest
 from backports.zstd import zipfile as zstd_zipfile
 
 from tests.conftest import build_plain_wheel
+from tests.installers import clean_env
 from wheelforge.compress import BIG_MEMBER, zstd_allowed
 from wheelforge.wheel.archive import ZipReader
 from wheelforge.wheel.record import parse_record, record_hash
@@ -376,16 +377,6 @@ def test_a_bad_output_fails_verification_and_is_deleted(
 # -- the real installers --------------------------------------------------------------
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("UV_", "PIP_")) and key not in {"VIRTUAL_ENV", "PYTHONPATH"}
-    }
-    env.update(extra)
-    return env
-
-
 def run(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(a) for a in args], env=env, capture_output=True, text=True, timeout=120, check=False
@@ -402,7 +393,7 @@ def test_uv_installs_a_zstd_variant_wheel(labelled: Path, tmp_path: Path, cli: C
     wheel = compress(cli, labelled, links, "--codec", "zstd")
     assert methods(wheel)["demo/_native.bin"] == ZSTD
     assert cli("variants-json", links)[0] == 0
-    env = clean_env(UV_CACHE_DIR=str(tmp_path / "uv-cache"), UV_NO_CONFIG="1", UV_OFFLINE="1")
+    env = clean_env(tmp_path, UV_OFFLINE="1")
     venv = tmp_path / "venv"
     assert run(UV, "venv", "--python", sys.executable, venv, env=env).returncode == 0
     result = run(
@@ -437,7 +428,7 @@ def test_pip_on_this_python_cannot_install_a_forced_zstd_plain_wheel(
     # has no zstd, and fails halfway. (On 3.14+ this would install.)
     assert sys.version_info < (3, 14)
     assert cli("compress", plain, "-o", tmp_path / "dist", "--codec", "zstd", "--force")[0] == 0
-    env = clean_env(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = clean_env(tmp_path, PIP_DISABLE_PIP_VERSION_CHECK="1")
     venv = tmp_path / "venv"
     assert run(sys.executable, "-m", "venv", "--without-pip", venv, env=env).returncode == 0
     result = run(

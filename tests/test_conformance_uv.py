@@ -10,7 +10,6 @@ tagged with ``wheelforge tag``, plus the null variant, a plain fallback and
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_plain_wheel
+from tests.installers import clean_env
 from wheelforge.cli import main
 from wheelforge.variants import supported
 from wheelforge.variants.merge import merge
@@ -123,33 +123,16 @@ def wheel_name(label: str | None) -> str:
     return PLAIN_NAME if label is None else f"{NAME}-{VERSION}-{TAG}-{label}.whl"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "UV_", "PIP_"))
-        and key not in {"VIRTUAL_ENV", "PYTHONPATH"}
-    }
-    env.update(extra)
-    return env
-
-
-def uv_env(cache: Path, driver: str | None) -> dict[str, str]:
-    extra = {
-        "UV_CACHE_DIR": str(cache),
-        "UV_NO_CONFIG": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
-        "UV_OFFLINE": "1",
-    }
-    if driver is not None:
-        extra["NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"] = driver
-    return clean_env(**extra)
+def uv_env(work: Path, driver: str | None) -> dict[str, str]:
+    """uv offline, with its cache in ``work/uv-cache`` and the simulated driver."""
+    forced = {"NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION": driver} if driver else {}
+    return clean_env(work, UV_OFFLINE="1", **forced)
 
 
 def uv_install(links: Path, work: Path, driver: str | None) -> tuple[str, Path]:
     """Install ``demo`` from ``links`` into a fresh venv with uv; return (the file uv
     selected, the venv's site-packages)."""
-    env = uv_env(work / "uv-cache", driver)
+    env = uv_env(work, driver)
     venv = work / "venv"
     result = subprocess.run(
         [str(UV), "venv", "--python", sys.executable, str(venv)],
@@ -239,7 +222,7 @@ def test_pip_installs_the_plain_fallback(find_links: Path, tmp_path: Path) -> No
             "--no-compile",
             NAME,
         ],
-        env=clean_env(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1"),
+        env=clean_env(tmp_path, PIP_DISABLE_PIP_VERSION_CHECK="1"),
         capture_output=True,
         text=True,
         timeout=120,
