@@ -165,8 +165,9 @@ def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
 def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tuple[Step, Action]]:
     site.check_new(artifacts)
     plan = []
+    pages = {project: site.files(project) for project in {a.project for a in artifacts}}
     for step in site_steps(artifacts, site, schema=schema):
-        listed = site.files(step.artifact.project).get(step.artifact.name)
+        listed = pages[step.artifact.project].get(step.artifact.name)
         sha256 = sha256_file(step.artifact.path) if step.data is None else sha256_bytes(step.data)
         if listed is not None and listed.sha256 == sha256:
             action = Action(str(site.root), step.artifact.name, "skip", "already published")
