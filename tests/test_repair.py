@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_plain_wheel
-from wheelforge.build.backend import BuildFailed
+from wheelforge.build.logs import BuildFailed
 from wheelforge.repair import check_grafts, classify, runtime_requirement
 
 Cli = Callable[..., tuple[int, str, str]]

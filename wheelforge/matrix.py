@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +28,13 @@ from wheelforge.variants.properties import VariantProperty
 KINDS = ("variant", "null", "plain")
 TOOLCHAINS = ("host", "nvcc", "hipcc")
 COMPRESSIONS = ("deflate", "zstd")
+_COMPONENT = re.compile(r"[a-z][a-z0-9_]*")
 
 _TOP_KEYS = ("project", "variant", "axes", "zip", "exclude", "include", "defaults", "variants")
-_PROJECT_KEYS = ("path", "python", "platform")
+_PROJECT_KEYS = ("path", "python", "platform", "source")
+SOURCE_MODES = ("sdist", "tree")
+COMPILER_CACHES = ("sccache", "ccache", "none")
+RESERVED_IDS = ("sdist",)  # the manifest's name for the release's sdist
 _VARIANT_KEYS = (
     "id",
     "kind",
@@ -51,6 +56,9 @@ _VARIANT_KEYS = (
     "python",
     "runner",
     "manylinux-image",
+    "before-build",
+    "cuda-components",
+    "compiler-cache",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 
@@ -81,6 +89,11 @@ class Job:
     axes: tuple[tuple[str, str], ...] = ()
     runner: str = "ubuntu-latest"  # the GitHub Actions runner that builds it
     manylinux_image: str | None = None  # cibuildwheel's image; None: the toolchain's default
+    # Commands run in the job's source copy before the build: a string runs with sh -c,
+    # a tuple is an argv.
+    before_build: tuple[str | tuple[str, ...], ...] = ()
+    cuda_components: tuple[str, ...] = ()  # nvidia-* wheels fetched for the build (nvcc)
+    compiler_cache: str = "sccache"  # "sccache" | "ccache" | "none"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +117,9 @@ class Job:
             "axes": dict(self.axes),
             "runner": self.runner,
             "manylinux-image": self.manylinux_image,
+            "before-build": [list(s) if isinstance(s, tuple) else s for s in self.before_build],
+            "cuda-components": list(self.cuda_components),
+            "compiler-cache": self.compiler_cache,
         }
 
 
@@ -114,6 +130,7 @@ class Matrix:
     platform: str | None
     config: VariantMetadata
     jobs: tuple[Job, ...] = field(default=())
+    source_mode: str = "sdist"  # what jobs build from: the sdist, or a copy of the tree
 
     def select(self, ids: Sequence[str]) -> list[Job]:
         known = {job.id: job for job in self.jobs}
@@ -193,6 +210,10 @@ def load_matrix(path: Path) -> Matrix:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such matrix file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory; expected a matrix file (*.toml)") from None
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read the matrix file ({err.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InvalidInput(f"{path}: not valid TOML ({err})") from None
     if path.name == "pyproject.toml":
@@ -218,6 +239,7 @@ def parse_matrix(
     platform = project.get("platform")
     if platform is not None:
         check.string(platform, "project.platform")
+    source_mode = check.string(project.get("source", "sdist"), "project.source", SOURCE_MODES)
 
     config = (
         config_from_table(document["variant"], source=str(source))
@@ -266,7 +288,7 @@ def parse_matrix(
                 origin[job.id] = path
                 jobs.append(job)
     _check_labels(check, jobs, origin)
-    return Matrix(source, project_dir, platform, config, tuple(jobs))
+    return Matrix(source, project_dir, platform, config, tuple(jobs), source_mode)
 
 
 def _axes(check: _Checker, document: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -441,13 +463,25 @@ def _job(
     job_id = text("id", default_id) or default_id
     if python_in_id:
         job_id = f"{job_id}-py{python}"
+    if job_id in RESERVED_IDS:
+        raise check.fail(f"{path}.id", f"{job_id!r} is reserved (the release's sdist)")
+    toolchain = check.string(entry.get("toolchain", "host"), f"{path}.toolchain", TOOLCHAINS)
+    components = texts("cuda-components")
+    if components and toolchain != "nvcc":
+        raise check.fail(f"{path}.cuda-components", 'expected only with toolchain = "nvcc"')
+    for i, component in enumerate(components):
+        if not _COMPONENT.fullmatch(component):
+            raise check.fail(
+                f"{path}.cuda-components[{i}]",
+                f"expected a CUDA library name such as cublas or cusparse, got {component!r}",
+            )
     return Job(
         id=job_id,
         kind=kind,
         label=label,
         properties=properties,
         python=python,
-        toolchain=check.string(entry.get("toolchain", "host"), f"{path}.toolchain", TOOLCHAINS),
+        toolchain=toolchain,
         toolchain_version=text("toolchain-version"),
         toolchain_source=check.string(
             entry.get("toolchain-source", "system"), f"{path}.toolchain-source", ("system", "auto")
@@ -468,7 +502,37 @@ def _job(
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
         runner=text("runner") or "ubuntu-latest",
         manylinux_image=text("manylinux-image"),
+        before_build=_before_build(check, render, entry.get("before-build", []), path, context),
+        cuda_components=components,
+        compiler_cache=check.string(
+            entry.get("compiler-cache", "sccache"), f"{path}.compiler-cache", COMPILER_CACHES
+        ),
     )
+
+
+def _before_build(
+    check: _Checker, render: _Renderer, value: Any, path: str, context: Mapping[str, str]
+) -> tuple[str | tuple[str, ...], ...]:
+    """``before-build``: a list whose items are shell strings (run with ``sh -c``) or
+    argv lists; a single string is a list of one."""
+    where = f"{path}.before-build"
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise check.fail(where, "expected a command string or a list of commands")
+    steps: list[str | tuple[str, ...]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            steps.append(render(item, context, f"{where}[{i}]"))
+        elif isinstance(item, list) and item and all(isinstance(a, str) for a in item):
+            steps.append(
+                tuple(render(a, context, f"{where}[{i}][{j}]") for j, a in enumerate(item))
+            )
+        else:
+            raise check.fail(
+                f"{where}[{i}]",
+                "expected a shell command string or a non-empty argv list of strings",
+            )
+    return tuple(steps)
 
 
 def _positive(check: _Checker, value: Any, path: str) -> float:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from wheelforge.build.backend import BuildFailed, run_logged
+from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
 from wheelforge.render import human_size
 from wheelforge.wheel.filename import WheelFilename

@@ -1,5 +1,6 @@
-"""The build cache: a repaired wheel per build key (source tree, the job's build settings,
-toolchain and Python versions), so an unchanged variant is never compiled twice."""
+"""The build cache: a repaired wheel per build key (the isolated source's content, the
+job's build settings, toolchain and Python versions), so an unchanged variant is never
+compiled twice; and the sdist per project tree."""
 
 from __future__ import annotations
 
@@ -7,26 +8,15 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.build.toolchains import Toolchain
-from wheelforge.fsutil import atomic_path
+from wheelforge.fsutil import atomic_path, atomic_write, file_sha256
 from wheelforge.matrix import Job
 
-_SKIPPED_DIRS = {
-    ".git",
-    ".hg",
-    ".venv",
-    "venv",
-    "build",
-    "dist",
-    "__pycache__",
-    ".wheelforge",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".ruff_cache",
-}
+_RECORD = "sha256.json"
 
 
 def default_cache_dir() -> Path:
@@ -34,18 +24,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["WHEELFORGE_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "wheelforge"
-
-
-def source_digest(project: Path) -> str:
-    """sha256 over every source file's relative path and content (build outputs skipped)."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(project):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.endswith(".egg-info"))
-        for name in sorted(files):
-            path = Path(root) / name
-            digest.update(path.relative_to(project).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def build_key(
@@ -59,6 +37,8 @@ def build_key(
         "source": source,
         "config-settings": job.config_settings,
         "env": job.env,
+        "before-build": job.before_build,
+        "cuda-components": job.cuda_components,
         "repair": [job.repair_exclude, job.repair_isa_check, job.accelerator_runtime],
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
@@ -68,18 +48,36 @@ def build_key(
 
 
 class BuildCache:
+    """One file per key (a repaired wheel, an sdist), with its sha256 beside it: an entry
+    whose file no longer matches is discarded, with a warning, and built again."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def get(self, key: str) -> Path | None:
-        entry = self.root / key[:2] / key
-        wheels = sorted(entry.glob("*.whl")) if entry.is_dir() else []
-        return wheels[0] if len(wheels) == 1 else None
+    def _entry(self, key: str) -> Path:
+        return self.root / key[:2] / key
 
-    def put(self, key: str, wheel: Path) -> None:
-        entry = self.root / key[:2] / key
+    def get(self, key: str, pattern: str, *, warn: Callable[[str], None]) -> Path | None:
+        entry = self._entry(key)
+        found = sorted(entry.glob(pattern)) if entry.is_dir() else []
+        if len(found) != 1:
+            return None
+        try:
+            recorded = json.loads((entry / _RECORD).read_text(encoding="utf-8"))
+            expected = recorded[found[0].name]
+        except (OSError, ValueError, KeyError, TypeError):
+            expected = None
+        if expected != file_sha256(found[0]):
+            warn(f"warning: discarding the cache entry {found[0]}: it no longer matches its sha256")
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        return found[0]
+
+    def put(self, key: str, artifact: Path) -> None:
+        entry = self._entry(key)
+        shutil.rmtree(entry, ignore_errors=True)
         entry.mkdir(parents=True, exist_ok=True)
-        for old in entry.glob("*.whl"):
-            old.unlink()
-        with atomic_path(entry / wheel.name) as tmp:
-            shutil.copyfile(wheel, tmp)
+        with atomic_path(entry / artifact.name) as tmp:
+            shutil.copyfile(artifact, tmp)
+        record = {artifact.name: file_sha256(entry / artifact.name)}
+        atomic_write(entry / _RECORD, json.dumps(record).encode())

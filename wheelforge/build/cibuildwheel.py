@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from wheelforge import __version__
-from wheelforge.build.backend import BuildFailed, run_logged
+from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
 from wheelforge.matrix import Job
 

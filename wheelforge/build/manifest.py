@@ -6,7 +6,6 @@ Separate CI jobs hand it to the publish job; a re-run replaces its own jobs' ent
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelforge.errors import InvalidInput
-from wheelforge.fsutil import atomic_write
+from wheelforge.fsutil import atomic_write, file_sha256
 from wheelforge.matrix import Job
 
 MANIFEST_NAME = "wheelforge-manifest.json"
@@ -36,10 +35,6 @@ class Artifact:
 
     @classmethod
     def of(cls, job: Job, wheel: Path, *, key: str, log: Path | None) -> Artifact:
-        digest = hashlib.sha256()
-        with open(wheel, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
         return cls(
             job=job.id,
             kind=job.kind,
@@ -47,11 +42,28 @@ class Artifact:
             properties=sorted(str(p) for p in job.properties),
             python=job.python,
             file=wheel.name,
-            sha256=digest.hexdigest(),
+            sha256=file_sha256(wheel),
             size=wheel.stat().st_size,
             compression=job.compression,
             input_hash=key,
             log=str(log) if log is not None else None,
+        )
+
+    @classmethod
+    def of_sdist(cls, job: str, sdist: Path, *, key: str) -> Artifact:
+        """The release's sdist: what every job built from (``input_hash``: its content)."""
+        return cls(
+            job=job,
+            kind="sdist",
+            label=None,
+            properties=[],
+            python="",
+            file=sdist.name,
+            sha256=file_sha256(sdist),
+            size=sdist.stat().st_size,
+            compression="gzip",
+            input_hash=key,
+            log=None,
         )
 
 

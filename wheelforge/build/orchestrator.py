@@ -1,8 +1,11 @@
-"""Run a matrix's jobs: build, repair, tag, compress; cache; manifest in ``dist/``."""
+"""Run a matrix's jobs: isolate the source, build, repair, tag, compress; cache; manifest
+in ``dist/``."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,10 +17,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelforge.build.backend import pep517_wheel
-from wheelforge.build.cache import BuildCache, build_key, source_digest
+from wheelforge import __version__
+from wheelforge.build.backend import pep517_build
+from wheelforge.build.cache import BuildCache, build_key
+from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.build.manifest import Artifact, update_manifest
-from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolchain
+from wheelforge.build.sources import (
+    ProjectFiles,
+    normalize_sdist,
+    project_files,
+    sdist_digest,
+    tree_changes,
+    tree_snapshot,
+    unpack_sdist,
+)
+from wheelforge.build.toolchains import (
+    Toolchain,
+    ToolchainUnavailable,
+    resolve_python,
+    resolve_toolchain,
+)
 from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
@@ -28,11 +47,13 @@ from wheelforge.variants_file import write_variants_json
 Progress = Callable[[str, str], None]
 """``progress(job_id, message)``: one line of live progress."""
 
+SDIST_JOB = "sdist"  # the progress and manifest name of the sdist step
+
 
 @dataclass(frozen=True)
 class JobResult:
     job: Job
-    status: str  # "built" | "cached" | "failed" | "skipped"
+    status: str  # "built" | "cached" | "failed" | "skipped" | "unavailable"
     seconds: float = 0.0
     wheel: Path | None = None
     log: Path | None = None
@@ -53,6 +74,7 @@ class BuildOptions:
     workers: int = 1
     keep_going: bool = False
     builder: str = "build"  # "build" (PEP 517, here) | "cibuildwheel" (manylinux containers)
+    skip_unavailable: bool = False  # build the rest when a job's toolchain cannot be had
 
 
 @dataclass(frozen=True)
@@ -65,16 +87,44 @@ class _Plan:
     source_date_epoch: str
 
 
-def _python_version(python: str) -> str:
+@dataclass(frozen=True)
+class Source:
+    """What every job builds from: a pristine copy made afresh per job."""
+
+    mode: str  # "sdist" | "tree"
+    digest: str  # of the content the jobs build from: the build key's source part
+    sdist: Path | None  # the release's sdist (mode "sdist")
+    files: ProjectFiles  # the project's files (mode "tree" copies them per job)
+
+    def copy_for(self, job_dir: Path) -> Path:
+        """A fresh copy at a stable path (compiler caches key on it); return its root."""
+        target = job_dir / "src"
+        shutil.rmtree(target, ignore_errors=True)
+        if self.sdist is not None:
+            return unpack_sdist(self.sdist, target)
+        return self.files.copy_to(target)
+
+
+def _python_version(job: Job, python: str) -> str:
     if python == sys.executable:
         return f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    out = subprocess.run(
-        [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise InvalidInput(f"variant {job.id} needs Python {job.python}: {python}: {err}") from None
+    version = out.stdout.strip()
+    if out.returncode != 0 or not version:
+        said = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+        raise InvalidInput(
+            f"variant {job.id} needs Python {job.python}: {python} does not run ({said})"
+        )
+    return version
 
 
 def preflight(
@@ -84,16 +134,17 @@ def preflight(
     progress: Progress,
     *,
     builder: str = "build",
-) -> list[_Plan]:
+    skip_unavailable: bool = False,
+) -> tuple[list[tuple[Job, Toolchain, str, str]], list[JobResult]]:
     """Resolve every job's toolchain and interpreter before anything is built (with
-    cibuildwheel the toolchain is the job's container image)."""
+    cibuildwheel the toolchain is the job's container image). Jobs whose toolchain
+    cannot be had are an error, or with ``skip_unavailable`` results of their own."""
     if not matrix.project.is_dir():
         raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} is not a directory")
     if not (matrix.project / "pyproject.toml").is_file():
         raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} has no pyproject.toml")
-    source = source_digest(matrix.project)
-    epoch = source_date_epoch(matrix.project)
-    plans = []
+    resolved = []
+    unavailable = []
     for job in jobs:
         if builder == "cibuildwheel":
             from wheelforge.build.cibuildwheel import build_identifier, manylinux_image
@@ -101,12 +152,19 @@ def preflight(
             toolchain = Toolchain(job.toolchain, "", manylinux_image(job))
             python = version = build_identifier(job)  # the container's interpreter
         else:
-            toolchain = resolve_toolchain(job, toolchains_dir, functools.partial(progress, job.id))
+            try:
+                toolchain = resolve_toolchain(
+                    job, toolchains_dir, functools.partial(progress, job.id)
+                )
+            except ToolchainUnavailable as err:
+                if not skip_unavailable:
+                    raise
+                unavailable.append(JobResult(job, "unavailable", error=err.message))
+                continue
             python = resolve_python(job)
-            version = _python_version(python)
-        key = build_key(job, source, toolchain, version, epoch)
-        plans.append(_Plan(job, toolchain, python, version, key, epoch))
-    return plans
+            version = _python_version(job, python)
+        resolved.append((job, toolchain, python, version))
+    return resolved, unavailable
 
 
 _EPOCH_1980 = "315532800"
@@ -131,44 +189,101 @@ def source_date_epoch(project: Path) -> str:
     return stamp if result.returncode == 0 and stamp.isdigit() else _EPOCH_1980
 
 
+def prepare_source(
+    matrix: Matrix,
+    options: BuildOptions,
+    epoch: str,
+    progress: Progress,
+) -> Source:
+    """The isolated source of this run. In sdist mode the sdist is built once from a copy
+    of the project's files (or taken from the cache, keyed by those files)."""
+    files = project_files(matrix.project)
+    if not files.names:
+        raise InvalidInput(f"{matrix.source}: project.path: {matrix.project} has no files")
+    tree_digest = files.digest()
+    if matrix.source_mode == "tree":
+        return Source("tree", tree_digest, None, files)
+    inputs = {"wheelforge": __version__, "tree": tree_digest, "source-date-epoch": epoch}
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    cache = BuildCache(options.cache_dir / "sdists") if options.cache_dir is not None else None
+    staging = options.work_dir / "sdist"
+    sdist = (
+        cache.get(key, "*.tar.gz", warn=functools.partial(progress, SDIST_JOB))
+        if (cache is not None and options.read_cache)
+        else None
+    )
+    if sdist is not None:
+        progress(SDIST_JOB, f"cached sdist ({sdist.name})")
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        copy = files.copy_to(staging / "tree")
+        log_path = options.work_dir / "logs" / f"{SDIST_JOB}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        progress(SDIST_JOB, f"building the sdist (log: {log_path})")
+        env = {**os.environ, "SOURCE_DATE_EPOCH": epoch, "TMPDIR": str(_tmpdir(staging))}
+        with open(log_path, "w", encoding="utf-8") as log:
+            raw = pep517_build(
+                sys.executable, copy, staging / "raw", distribution="sdist", env=env, log=log,
+                log_path=log_path, heartbeat=functools.partial(progress, SDIST_JOB),
+            )  # fmt: skip
+        sdist = normalize_sdist(raw, staging / "sdist" / raw.name, source_date_epoch=int(epoch))
+        if cache is not None:
+            cache.put(key, sdist)
+    return Source("sdist", sdist_digest(sdist), sdist, files)
+
+
+def _tmpdir(job_dir: Path) -> Path:
+    """A temporary directory inside the job's directory: the backend's scratch files
+    (build environments, compiler temporaries) go away with it."""
+    tmp = (job_dir / "tmp").resolve()
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
 def _compile(
     plan: _Plan,
-    matrix: Matrix,
+    source: Path,
     job_dir: Path,
     log_path: Path,
     progress: Progress,
     builder: str = "build",
 ) -> Path:
-    """Build and repair: the expensive part, the one the cache keeps."""
+    """Before-build steps, build and repair: the expensive part, the one the cache keeps."""
     job = plan.job
+    heartbeat = functools.partial(progress, job.id)
     env = dict(os.environ)
     env.update(plan.toolchain.env)
     env.update(job.env)
     env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
+    env["TMPDIR"] = str(_tmpdir(job_dir))
+    # scikit-build-core's build directory, kept with the job (other backends ignore it).
+    env["SKBUILD_BUILD_DIR"] = str((job_dir / "build").resolve())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
+        for index, step in enumerate(job.before_build):
+            command = list(step) if isinstance(step, tuple) else ["sh", "-c", step]
+            progress(job.id, f"before-build[{index}]: {' '.join(command)}")
+            run_logged(
+                command, env=env, log=log, what=f"before-build[{index}]", log_path=log_path,
+                cwd=source, heartbeat=heartbeat,
+            )  # fmt: skip
         if builder == "cibuildwheel":
             from wheelforge.build.cibuildwheel import manylinux_image, run_cibuildwheel
 
             progress(job.id, f"building with cibuildwheel in {manylinux_image(job)}")
             return run_cibuildwheel(
-                job, matrix.project, job_dir / "cibuildwheel", env=env, log=log,
+                job, source, job_dir / "cibuildwheel", env=env, log=log,
                 log_path=log_path, source_date_epoch=plan.source_date_epoch,
             )  # fmt: skip
         progress(
             job.id,
             f"building with {plan.toolchain.name} {plan.toolchain.version} (log: {log_path})",
         )
-        raw = pep517_wheel(
-            plan.python,
-            matrix.project,
-            job_dir / "raw",
-            config_settings=job.config_settings,
-            build_dir=job_dir / "build",
-            env=env,
-            log=log,
-            log_path=log_path,
-        )
+        raw = pep517_build(
+            plan.python, source, job_dir / "raw", distribution="wheel",
+            config_settings=job.config_settings, env=env, log=log, log_path=log_path,
+            heartbeat=heartbeat,
+        )  # fmt: skip
         progress(job.id, "repairing")
         repaired, report = repair_wheel(
             raw,
@@ -206,6 +321,28 @@ def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
     return wheel
 
 
+class _TreeGuard:
+    """The project tree's snapshot before the run; :meth:`verify` fails a job whose
+    build (or anyone else) changed the tree meanwhile."""
+
+    def __init__(self, project: Path, options: BuildOptions) -> None:
+        self.project = project
+        self.exclude = [p for p in (options.out, options.work_dir, options.cache_dir) if p]
+        self.before = tree_snapshot(project, exclude=self.exclude)
+
+    def verify(self, job: Job) -> None:
+        changes = tree_changes(self.before, tree_snapshot(self.project, exclude=self.exclude))
+        if changes:
+            shown = ", ".join(changes[:5]) + (
+                f" and {len(changes) - 5} more" if changes[5:] else ""
+            )
+            raise BuildFailed(
+                f"the project tree {self.project} changed during the build ({shown}); "
+                "builds must write only inside their own source copy, so nothing of this "
+                "job is kept"
+            )
+
+
 def build_jobs(
     matrix: Matrix,
     jobs: Sequence[Job],
@@ -213,13 +350,31 @@ def build_jobs(
     progress: Progress,
 ) -> list[JobResult]:
     toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
-    plans = preflight(matrix, jobs, toolchains_dir, progress, builder=options.builder)
+    resolved, unavailable = preflight(
+        matrix, jobs, toolchains_dir, progress,
+        builder=options.builder, skip_unavailable=options.skip_unavailable,
+    )  # fmt: skip
+    for result in unavailable:
+        progress(result.job.id, f"unavailable: {result.error}")
+    guard = _TreeGuard(matrix.project, options)
+    epoch = source_date_epoch(matrix.project)
+    source = prepare_source(matrix, options, epoch, progress)
+    plans = [
+        _Plan(job, toolchain, python, version,
+              build_key(job, source.digest, toolchain, version, epoch), epoch)
+        for job, toolchain, python, version in resolved
+    ]  # fmt: skip
     cache = BuildCache(options.cache_dir) if options.cache_dir is not None else None
     options.out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     lock = threading.Lock()
     artifacts: list[Artifact] = []
+    if source.sdist is not None:
+        sdist = options.out / source.sdist.name
+        shutil.copyfile(source.sdist, sdist)
+        artifacts.append(Artifact.of_sdist(SDIST_JOB, sdist, key=source.digest))
     built_now: set[str] = set()
+    failed_keys: set[str] = set()
 
     key_locks = {plan.key: threading.Lock() for plan in plans}
 
@@ -234,11 +389,21 @@ def build_jobs(
         try:
             # Jobs with one build key (the plain wheel and the null variant, say) compile once.
             with key_locks[plan.key]:
+                if plan.key in failed_keys:
+                    raise BuildFailed(f"the same build failed in this run; see {log_path}")
                 reuse = options.read_cache or plan.key in built_now
-                repaired = cache.get(plan.key) if cache is not None and reuse else None
+                warn = functools.partial(progress, job.id)
+                repaired = cache.get(plan.key, "*.whl", warn=warn) if cache and reuse else None
                 status = "cached" if repaired is not None else "built"
                 if repaired is None:
-                    repaired = _compile(plan, matrix, job_dir, log_path, progress, options.builder)
+                    try:
+                        copy = source.copy_for(job_dir)
+                        repaired = _compile(plan, copy, job_dir, log_path, progress,
+                                            options.builder)  # fmt: skip
+                        guard.verify(job)
+                    except WheelforgeError:
+                        failed_keys.add(plan.key)
+                        raise
                     if cache is not None:
                         cache.put(plan.key, repaired)
                     built_now.add(plan.key)
@@ -269,7 +434,8 @@ def build_jobs(
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         by_id = {result.job.id: result for result in pool.map(run, order)}
-    results = [by_id[plan.job.id] for plan in plans]
+    by_id.update({result.job.id: result for result in unavailable})
+    results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
     return results

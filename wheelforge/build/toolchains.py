@@ -18,6 +18,11 @@ from wheelforge.matrix import Job
 _DEFAULT_CUDA_HOME = Path("/usr/local/cuda")
 
 
+class ToolchainUnavailable(InvalidInput):
+    """A job's toolchain is not on this machine and cannot be fetched; the message says
+    how to install it (``build --skip-unavailable`` builds the other jobs)."""
+
+
 @dataclass(frozen=True)
 class Toolchain:
     """A resolved toolchain: its version (part of the cache key) and the environment
@@ -62,11 +67,11 @@ def _nvcc(job: Job, toolchains_dir: Path | None, announce: Callable[[str], None]
         assert wanted is not None and toolchains_dir is not None
         return _nvcc_toolchain(provision_cuda(job, wanted, toolchains_dir, announce), wanted)
     if found is None:
-        raise InvalidInput(
+        raise ToolchainUnavailable(
             f"variant {job.id} needs nvcc: not found on PATH or in CUDA_HOME "
             "(install nvidia-cuda-nvcc or set CUDA_HOME)"
         )
-    raise InvalidInput(
+    raise ToolchainUnavailable(
         f"variant {job.id} needs nvcc {wanted}: found {version} at {found} "
         f'(set CUDA_HOME to a CUDA {wanted} toolkit, or toolchain-source = "auto" '
         "to fetch it from PyPI)"
@@ -85,7 +90,7 @@ def provision_cuda(
     returns its nvcc."""
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < 13:
-        raise InvalidInput(
+        raise ToolchainUnavailable(
             f"variant {job.id} needs nvcc {version}: CUDA {major} cannot be fetched from PyPI "
             "(nvidia-cuda-nvcc-cu12 ships only ptxas); set CUDA_HOME to a CUDA toolkit"
         )
@@ -111,7 +116,7 @@ def provision_cuda(
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InvalidInput(
+        raise ToolchainUnavailable(
             f"variant {job.id} needs nvcc {version}: fetching CUDA {version} from PyPI failed "
             f"(pip exit code {result.returncode}: {last})"
         )
@@ -125,14 +130,14 @@ def provision_cuda(
 def _hipcc(job: Job) -> Toolchain:
     found = shutil.which("hipcc")
     if found is None:
-        raise InvalidInput(
+        raise ToolchainUnavailable(
             f"variant {job.id} needs hipcc: not found on PATH "
             "(on Debian: apt-get install hipcc libamdhip64-dev)"
         )
     env = {"HIP_PLATFORM": "amd"}
     version = _version([found, "--version"], r"HIP version: (\S+)")
     if job.toolchain_version and not _matches(version, job.toolchain_version):
-        raise InvalidInput(
+        raise ToolchainUnavailable(
             f"variant {job.id} needs hipcc {job.toolchain_version}: found HIP {version} at {found}"
         )
     return Toolchain("hipcc", found, version, tuple(sorted(env.items())))
@@ -141,7 +146,9 @@ def _hipcc(job: Job) -> Toolchain:
 def _host() -> Toolchain:
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if compiler is None:
-        raise InvalidInput("the build needs a C++ compiler: none found (set CXX or install g++)")
+        raise ToolchainUnavailable(
+            "the build needs a C++ compiler: none found (set CXX or install g++)"
+        )
     return Toolchain("host", compiler, _version([compiler, "--version"], r"(\d+\.\d+\.\d+)"))
 
 

@@ -176,7 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="build only these jobs (--only a b, or --only a --only b)",
     )
     build.add_argument(
-        "-j", "--jobs", type=int, default=1, metavar="N", help="jobs run in parallel"
+        "-j",
+        "--jobs",
+        type=int,
+        default=default_build_jobs(),
+        metavar="N",
+        help="jobs run in parallel (default: the number of CPUs, at most 4; here "
+        f"{default_build_jobs()}); every job builds in its own source copy",
+    )
+    build.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="build the other jobs when a job's toolchain (nvcc, hipcc) is missing and cannot "
+        "be fetched, and list what was skipped (default: an error before anything is built)",
     )
     build.add_argument(
         "--keep-going", action="store_true", help="finish the other jobs when one fails"
@@ -374,7 +386,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from wheelforge.build.cache import default_cache_dir
-    from wheelforge.build.orchestrator import BuildOptions, build_jobs
+    from wheelforge.build.orchestrator import SDIST_JOB, BuildOptions, build_jobs
     from wheelforge.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
@@ -389,8 +401,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         workers=args.jobs,
         keep_going=args.keep_going,
         builder=args.builder,
+        skip_unavailable=args.skip_unavailable,
     )
-    with job_progress([job.id for job in jobs]) as progress:
+    with job_progress([SDIST_JOB, *(job.id for job in jobs)]) as progress:
         results = build_jobs(matrix, jobs, options, progress)
     if args.json:
         emit_json(
@@ -415,7 +428,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 [
                     r.job.id,
                     r.job.label or "plain",
-                    r.status if r.ok or r.status == "skipped" else f"failed (see {r.log})",
+                    r.status if r.ok or r.status != "failed" else f"failed (see {r.log})",
                     f"{r.seconds:.1f}s",
                     human_size(r.wheel.stat().st_size) if r.wheel else "-",
                 ]
@@ -425,11 +438,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for r in results:
         if r.warning:
             print(f"warning: job {r.job.id}: {r.warning}", file=sys.stderr)
-    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.status == "unavailable":
+            print(f"warning: job {r.job.id} skipped: {r.error}", file=sys.stderr)
+    failed = [r for r in results if not r.ok and r.status != "unavailable"]
     for r in failed:
         if r.error:
             print(f"error: job {r.job.id}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def default_build_jobs() -> int:
+    """Parallel build jobs by default: one a CPU, at most 4 (each build runs its own
+    parallel compiler too)."""
+    return max(
+        1,
+        min(
+            4,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1),
+        ),
+    )
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist
 from packaging.version import InvalidVersion, Version
 
 from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import file_sha256
 from wheelforge.variants.labels import NULL_LABEL
 from wheelforge.wheel.filename import WheelFilename
 
@@ -120,8 +121,4 @@ def sha256_file(path: Path) -> str:
 @functools.lru_cache(maxsize=4096)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     del size, mtime_ns  # the cache key
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)

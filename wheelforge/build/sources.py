@@ -1,0 +1,224 @@
+"""Isolated sources: every job builds from its own pristine copy, never the project tree.
+
+Two modes (matrix ``project.source``):
+
+- ``sdist`` (default): the project's files are copied once to a staging directory, the
+  sdist is built from that copy (PEP 517 ``build_sdist``, isolated), repacked so that it
+  is byte-reproducible whatever the backend, and unpacked afresh for every job. This is
+  what ``python -m build`` does, and it catches an incomplete sdist before users do.
+- ``tree``: for projects whose sdist cannot build; the project's files (``git ls-files``,
+  tracked and untracked-but-not-ignored, else the tree minus build outputs) are copied
+  for every job.
+
+The project tree itself is only read. :func:`tree_snapshot` is a cheap (``stat``-only)
+fingerprint taken before the builds and compared after each, so that a backend that
+writes into the tree anyway is caught, named and kept out of the cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import file_sha256
+
+SOURCE_MODES = ("sdist", "tree")
+
+# Not part of a project's source when there is no git to ask: VCS data, environments,
+# caches and build outputs.
+_SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "build",
+        "dist",
+        "__pycache__",
+        ".wheelforge",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    """The files that make up a project's source, relative to its directory."""
+
+    root: Path
+    names: tuple[str, ...]  # POSIX relative paths, sorted
+
+    def digest(self) -> str:
+        """sha256 over every file's relative path, kind and content."""
+        digest = hashlib.sha256()
+        for name in self.names:
+            path = self.root / name
+            digest.update(name.encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"link:" + os.readlink(path).encode() + b"\0")
+                continue
+            mode = path.stat().st_mode
+            digest.update(b"x" if mode & stat.S_IXUSR else b"-")
+            digest.update(file_sha256(path).encode())
+        return digest.hexdigest()
+
+    def copy_to(self, dest: Path) -> Path:
+        """Copy the files (symbolic links as links) under ``dest``; return ``dest``."""
+        for name in self.names:
+            source, target = self.root / name, dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
+        return dest
+
+
+def project_files(project: Path) -> ProjectFiles:
+    """The project's source files: what git tracks or would track (``--exclude-standard``)
+    when the project is in a git work tree, else every file outside build outputs."""
+    names = _git_files(project)
+    if names is None:
+        names = list(_walk_files(project))
+    kept = sorted(
+        name
+        for name in names
+        if (project / name).is_symlink() or (project / name).is_file()  # deleted, submodules
+    )
+    return ProjectFiles(project, tuple(kept))
+
+
+def _git_files(project: Path) -> list[str] | None:
+    try:
+        result = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            cwd=project,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:  # no git
+        return None
+    if result.returncode != 0:  # not a work tree
+        return None
+    names = [os.fsdecode(raw) for raw in result.stdout.split(b"\0") if raw]
+    return sorted(set(names))
+
+
+def _walk_files(project: Path) -> Iterable[str]:
+    for root, dirs, files in os.walk(project):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.endswith(".egg-info"))
+        for name in files:
+            yield (Path(root) / name).relative_to(project).as_posix()
+
+
+# -- the tree check ------------------------------------------------------------------
+
+
+def tree_snapshot(project: Path, *, exclude: Sequence[Path] = ()) -> dict[str, tuple[int, ...]]:
+    """Every path under ``project`` (``.git`` and ``exclude`` left out) with its type,
+    size, mode and modification time: enough to see any write, without reading a byte."""
+    skipped = {p.resolve() for p in exclude}
+    snapshot: dict[str, tuple[int, ...]] = {}
+    for root, dirs, files in os.walk(project):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if d != ".git" and (here / d).resolve() not in skipped]
+        for name in [*dirs, *files]:
+            path = here / name
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            key = path.relative_to(project).as_posix()
+            if stat.S_ISDIR(info.st_mode):
+                snapshot[key + "/"] = (info.st_mode,)
+            else:
+                snapshot[key] = (info.st_mode, info.st_size, info.st_mtime_ns)
+    return snapshot
+
+
+def tree_changes(
+    before: Mapping[str, tuple[int, ...]], after: Mapping[str, tuple[int, ...]]
+) -> list[str]:
+    """What changed between two snapshots, one ``added|removed|changed: PATH`` each."""
+    changes = [f"added: {p}" for p in after if p not in before]
+    changes += [f"removed: {p}" for p in before if p not in after]
+    changes += [f"changed: {p}" for p in before if p in after and before[p] != after[p]]
+    return sorted(changes, key=lambda line: line.split(": ", 1)[1])
+
+
+# -- sdists ----------------------------------------------------------------------------
+
+
+def normalize_sdist(sdist: Path, dest: Path, *, source_date_epoch: int) -> Path:
+    """Repack ``sdist`` so that its bytes depend on its content alone: members sorted,
+    one owner, ``SOURCE_DATE_EPOCH`` as every time stamp, no gzip name or time. Backends
+    differ here (setuptools stamps the build time), and separate CI jobs must produce
+    the same release sdist."""
+    entries = _read_sdist(sdist)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for info, data in sorted(entries, key=lambda entry: entry[0].name):
+            info.mtime = min(int(info.mtime), source_date_epoch)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.pax_headers = {}
+            out.addfile(info, io.BytesIO(data) if data is not None else None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return dest
+
+
+def _read_sdist(sdist: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    try:
+        with tarfile.open(sdist, "r:gz") as archive:
+            for info in archive:
+                if not (info.isfile() or info.isdir() or info.issym()):
+                    raise InvalidInput(f"{sdist}: member {info.name!r} is not a file")
+                extracted = archive.extractfile(info) if info.isfile() else None
+                entries.append((info, extracted.read() if extracted is not None else None))
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise InvalidInput(f"{sdist}: not a readable sdist ({err})") from None
+    return entries
+
+
+def sdist_digest(sdist: Path) -> str:
+    """sha256 over the sdist's members (names, kinds, executable bits and contents), so
+    that the build key does not change with a backend's time stamps."""
+    digest = hashlib.sha256()
+    for info, data in sorted(_read_sdist(sdist), key=lambda entry: entry[0].name):
+        digest.update(info.name.encode() + b"\0")
+        if info.issym():
+            digest.update(b"link:" + info.linkname.encode() + b"\0")
+        elif data is not None:
+            digest.update(b"x" if info.mode & stat.S_IXUSR else b"-")
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def unpack_sdist(sdist: Path, dest: Path) -> Path:
+    """Unpack into ``dest`` (tarfile's ``data`` filter: nothing outside, no devices);
+    return the sdist's top directory."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(sdist, "r:gz") as archive:
+            archive.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise InvalidInput(f"{sdist}: cannot unpack ({err})") from None
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1 or not (tops[0] / "pyproject.toml").is_file():
+        raise InvalidInput(f"{sdist}: expected one top-level directory with a pyproject.toml")
+    return tops[0]
