@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,10 @@ def test_one_wheel_per_variant_with_manifest(dist: Path) -> None:
     assert set(found) == {None, "null", "x86_64_v3", "cu130", "cu135", "rocm52"}
     manifest = json.loads((dist / "wheelforge-manifest.json").read_text())
     by_job = {a["job"]: a for a in manifest["artifacts"]}
-    assert set(by_job) == {"plain", "cpu", "cpu-x86-64-v3", "cuda13.0", "cuda13.5", "rocm"}
+    assert set(by_job) == {
+        "sdist", "plain", "cpu", "cpu-x86-64-v3", "cuda13.0", "cuda13.5", "rocm",
+    }  # fmt: skip
+    assert by_job.pop("sdist")["file"] == "vecadd-0.1.0.tar.gz"  # what every job built from
     for artifact in by_job.values():
         wheel = dist / artifact["file"]
         assert wheel.stat().st_size == artifact["size"]
@@ -136,16 +140,17 @@ def test_each_wheel_is_tagged_and_verifies(dist: Path, capsys: pytest.CaptureFix
 def test_the_built_release_set_passes_check_and_indexes(
     dist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The build's dist/ (wheels, manifest, variants file) is a publishable set."""
+    """The build's dist/ (sdist, wheels, manifest, variants file) is a publishable set."""
     assert wf("check", dist, "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and not [f for f in report["findings"] if f["severity"] == "error"]
     assert "vecadd-0.1.0-variants.json" in report["files"]
+    assert "vecadd-0.1.0.tar.gz" in report["files"]  # the release's sdist
     site = tmp_path / "site"
     assert wf("index", dist, "--out", site, "--json") == 0
     listed = json.loads((site / "simple" / "vecadd" / "index.json").read_text())["files"]
     assert {f["filename"] for f in listed} == {
-        p.name for p in dist.iterdir() if p.suffix == ".whl" or p.name.endswith("-variants.json")
+        p.name for p in dist.iterdir() if p.name != "wheelforge-manifest.json"
     }
 
 
@@ -455,3 +460,28 @@ def test_wheelforge_install_puts_the_right_backend_in_place(
     assert ("transcoded to deflate" in result.stderr) == (installer == "pip")
     probe = _run_in(venv, "import vecadd; print(vecadd.backend())")
     assert probe.stdout.strip() == expected, probe.stderr
+
+
+def test_main_job_on_a_machine_without_hipcc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's main command on a machine without Debian's hipcc: the ROCm variant is
+    skipped, with the command that installs its toolchain, and the rest is built."""
+    bare = tmp_path / "bin"  # the machine's tools, hipcc left out
+    bare.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            if not tool.name.startswith("hip") and not (bare / tool.name).exists():
+                (bare / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(bare))
+    args = [str(ROOT / a) if a.endswith(".toml") else a for a in main_job()]
+    assert "--skip-unavailable" in args
+    dirs = ["--out", tmp_path / "dist", "--cache-dir", tmp_path / "cache"]
+    assert wf(*args, *dirs, "--work-dir", tmp_path / "work", "--only", "plain", "rocm") == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^rocm +rocm52 +unavailable", captured.out, re.MULTILINE), captured.out
+    assert (
+        "warning: job rocm skipped: variant rocm needs hipcc: not found on PATH "
+        "(on Debian: apt-get install hipcc libamdhip64-dev)"
+    ) in captured.err
+    assert set(wheels(tmp_path / "dist")) == {None}

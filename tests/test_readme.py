@@ -25,12 +25,12 @@ def main_job() -> list[str]:
     """The quick start's main job, without the install: run by tests/test_build_e2e.py."""
     install, _, job = console_commands()[0].partition(" && ")
     assert install == "python -m pip install ."
-    assert job == "wheelforge build --matrix matrix/example.toml"
+    assert job == "wheelforge build --matrix matrix/example.toml --skip-unavailable"
     return job.split()[1:]
 
 
 def test_quick_start_commands() -> None:
-    assert main_job() == ["build", "--matrix", "matrix/example.toml"]
+    assert main_job() == ["build", "--matrix", "matrix/example.toml", "--skip-unavailable"]
     test_command = console_commands()[1]
     assert test_command == "python -m pip install -e '.[test]' && python -m pytest"
     assert test_command in (ROOT / ".ci" / "run").read_text()

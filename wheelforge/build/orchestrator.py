@@ -3,6 +3,7 @@ in ``dist/``."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -153,9 +154,10 @@ def preflight(
             python = version = build_identifier(job)  # the container's interpreter
         else:
             try:
-                toolchain = resolve_toolchain(
-                    job, toolchains_dir, functools.partial(progress, job.id)
-                )
+                announce = functools.partial(progress, job.id)
+                toolchain = resolve_toolchain(job, toolchains_dir, announce)
+                if job.cuda_components:
+                    toolchain = _with_components(job, toolchain, toolchains_dir, announce)
             except ToolchainUnavailable as err:
                 if not skip_unavailable:
                     raise
@@ -165,6 +167,26 @@ def preflight(
             version = _python_version(job, python)
         resolved.append((job, toolchain, python, version))
     return resolved, unavailable
+
+
+def _with_components(
+    job: Job, toolchain: Toolchain, toolchains_dir: Path, announce: Callable[[str], None]
+) -> Toolchain:
+    """``toolchain`` with the job's CUDA components fetched and on its search paths
+    (ahead of the caller's own ``CPATH`` and the like)."""
+    from wheelforge.build.components import provision_cuda_components
+
+    try:
+        found = provision_cuda_components(
+            job.cuda_components, toolchain.version, toolchains_dir, announce
+        )
+    except InvalidInput as err:
+        raise ToolchainUnavailable(f"variant {job.id}: {err.message}") from None
+    paths = [
+        (name, os.pathsep.join(filter(None, [value, os.environ.get(name)])))
+        for name, value in found
+    ]
+    return dataclasses.replace(toolchain, env=(*toolchain.env, *paths))
 
 
 _EPOCH_1980 = "315532800"
