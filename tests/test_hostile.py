@@ -6,7 +6,9 @@ environment variables that cibuildwheel's parser would execute. Each is refused 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +18,15 @@ from pathlib import Path
 
 import jinja2
 import pytest
+
+from tests.conftest import build_plain_wheel
+from wheelforge.build.cache import BuildCache
+from wheelforge.build.manifest import MANIFEST_NAME
+from wheelforge.build.orchestrator import BuildOptions, build_jobs, preflight
+from wheelforge.errors import InvalidInput
+from wheelforge.matrix import Matrix, load_matrix
+from wheelforge.paths import ensure_inside, inside, remove_tree
+from wheelforge.publish.index import IndexedFile, Site
 
 Cli = Callable[..., tuple[int, str, str]]
 CPU = "x86_64 :: level :: v3"
@@ -271,3 +282,211 @@ def test_env_keys_must_be_variable_names(repo: Path, tmp_path: Path, cli: Cli, k
         refused(code, err, f"{matrix}: variants[0].env.{shown}: environment variable "
                 f"name {key!r}: expected letters")  # fmt: skip
     assert not marker.exists()
+
+
+def cached_build(repo: Path, kind: str = "null") -> tuple[Path, Path]:
+    """A one-job matrix whose build is in the cache (so ``build`` compiles nothing):
+    the matrix file and the cache directory."""
+    matrix_file = write_matrix(repo, f'id = "{kind}"\nkind = "{kind}"')
+    matrix = load_matrix(matrix_file)
+    cache = repo / "cache"
+    (plan,) = preflight(matrix, matrix.jobs, cache / "toolchains", lambda job, message: None)
+    wheels = repo / "wheels"
+    wheels.mkdir(exist_ok=True)
+    BuildCache(cache).put(plan.key, build_plain_wheel(wheels, "demo", "1.0"))
+    return matrix_file, cache
+
+
+def build(cli: Cli, repo: Path, matrix: Path, cache: Path) -> tuple[int, str, str]:
+    return cli("build", "--matrix", matrix, "--cache-dir", cache, "--work-dir", repo / "work",
+               "--out", repo / "dist")  # fmt: skip
+
+
+def write_manifest(dist: Path, artifacts: object) -> Path:
+    dist.mkdir(parents=True, exist_ok=True)
+    path = dist / MANIFEST_NAME
+    path.write_text(json.dumps({"version": 1, "artifacts": artifacts}))
+    return path
+
+
+def test_a_cached_build_works(repo: Path, cli: Cli) -> None:
+    """The setup the manifest and work-directory tests below build on."""
+    matrix, cache = cached_build(repo)
+    code, _, err = build(cli, repo, matrix, cache)
+    assert code == 0, err
+    assert (repo / "dist" / "demo-1.0-py3-none-any-null.whl").is_file()
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ("../../outside/victim.whl", "contains '..'"),
+        ("ABSOLUTE", "is an absolute path"),
+        ("sub/victim.whl", "contains a path separator"),
+        ("", "empty"),
+    ],
+)
+def test_build_never_removes_what_a_manifest_names_elsewhere(
+    repo: Path, outside: Path, cli: Cli, file: str, message: str
+) -> None:
+    """The reproduction: a re-built job's old file was unlinked wherever it pointed."""
+    file = str(outside / "victim.whl") if file == "ABSOLUTE" else file
+    (repo / "dist" / "sub").mkdir(parents=True)
+    (repo / "dist" / "sub" / "victim.whl").write_text("kept")
+    matrix, cache = cached_build(repo)
+    manifest = write_manifest(repo / "dist", [{"job": "null", "file": file}])
+    code, _, err = build(cli, repo, matrix, cache)
+    refused(code, err, f"{manifest}: artifacts[0].file: ", message)
+    untouched(outside)
+    assert (repo / "dist" / "sub" / "victim.whl").read_text() == "kept"
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "message"),
+    [
+        (["demo-1.0-py3-none-any.whl"], "artifacts[0]: expected an object, got a string"),
+        ([None], "artifacts[0]: expected an object, got null"),
+        ([{"job": "null", "file": "a.whl"}, 7], "artifacts[1]: expected an object, got a number"),
+        ([[]], "artifacts[0]: expected an object, got an array"),
+        ([{"job": [], "file": "a.whl"}], "artifacts[0].job: expected a job id"),
+        ([{"job": "null", "file": 3}], "artifacts[0].file: expected the name of a file"),
+        ([{"job": "null"}], "artifacts[0].file: expected the name of a file"),
+    ],
+)
+def test_build_refuses_malformed_manifest_entries(
+    repo: Path, cli: Cli, artifacts: list[object], message: str
+) -> None:
+    matrix, cache = cached_build(repo)
+    manifest = write_manifest(repo / "dist", artifacts)
+    refused(*build(cli, repo, matrix, cache)[::2], f"{manifest}: {message}")
+
+
+def test_check_reports_a_manifest_naming_files_elsewhere(
+    tmp_path: Path, outside: Path, cli: Cli
+) -> None:
+    """``check`` hashed any path a manifest named; now such a manifest is a finding (the
+    findings table is how ``check`` reports the set, exit 1) and nothing is read."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    build_plain_wheel(dist, "demo", "1.0")
+    for file, message in [
+        ("../outside/victim.whl", "artifacts[0].file: '../outside/victim.whl' contains '..'"),
+        ("/etc/passwd", "artifacts[0].file: '/etc/passwd' is an absolute path"),
+        ("..", "artifacts[0].file: '..' contains '..'"),
+    ]:
+        write_manifest(dist, [{"file": file, "sha256": "0" * 64}])
+        code, out, err = cli("check", dist, "--json")
+        assert code == 1 and "Traceback" not in err
+        found = [f for f in json.loads(out)["findings"] if f["check"] == "manifest"]
+        assert [(f["severity"], f["file"]) for f in found] == [("error", MANIFEST_NAME)]
+        assert message in found[0]["message"], found
+    for artifacts, message in [(["x"], "expected an object, got a string"), ([{}], ".file")]:
+        write_manifest(dist, artifacts)
+        code, out, err = cli("check", dist, "--json")
+        assert code == 1 and "Traceback" not in err
+        (finding,) = [f for f in json.loads(out)["findings"] if f["check"] == "manifest"]
+        assert message in finding["message"]
+    untouched(outside)
+
+
+def test_merge_refuses_a_manifest_naming_files_elsewhere(tmp_path: Path, cli: Cli) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    wheel = build_plain_wheel(job, "demo", "1.0")
+    manifest = write_manifest(job, [{"job": "plain", "file": f"../job/{wheel.name}"}])
+    code, _, err = cli("merge", job, "--out", tmp_path / "merged")
+    refused(code, err, f"{manifest}: artifacts[0].file: ", "contains '..'")
+    assert not (tmp_path / "merged").exists()
+
+
+# -- the work directory (defence in depth behind the matrix's id rules) -------------------
+
+
+def test_a_job_directory_symlinked_outside_is_refused(repo: Path, outside: Path, cli: Cli) -> None:
+    matrix, cache = cached_build(repo)
+    (repo / "work" / "jobs").mkdir(parents=True)
+    (repo / "work" / "jobs" / "null").symlink_to(outside)
+    refused(*build(cli, repo, matrix, cache)[::2], "job 'null': 'null' resolves to", "outside")
+    untouched(outside)  # tagging would have written outside/tagged/
+
+
+def test_a_log_symlinked_outside_is_refused(repo: Path, outside: Path, cli: Cli) -> None:
+    matrix, cache = cached_build(repo)
+    (repo / "work" / "logs").mkdir(parents=True)
+    (repo / "work" / "logs" / "null.log").symlink_to(outside / "keep.txt")
+    refused(*build(cli, repo, matrix, cache)[::2], "'null.log' resolves to", "outside")
+    untouched(outside)
+
+
+def test_a_job_directory_symlinked_inside_is_unlinked_not_followed(repo: Path, cli: Cli) -> None:
+    matrix, cache = cached_build(repo)
+    elsewhere = repo / "work" / "elsewhere"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep.txt").write_text("kept")
+    (repo / "work" / "jobs").mkdir()
+    (repo / "work" / "jobs" / "null").symlink_to(elsewhere)
+    code, _, err = build(cli, repo, matrix, cache)
+    assert code == 0, err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+    assert not (repo / "work" / "jobs" / "null").is_symlink()
+
+
+def test_the_orchestrator_refuses_an_id_the_parser_would_have(repo: Path, outside: Path) -> None:
+    matrix_file, cache = cached_build(repo)
+    matrix = load_matrix(matrix_file)
+    for bad in ("../..", str(outside), "a/b"):
+        job = dataclasses.replace(matrix.jobs[0], id=bad)
+        hostile = Matrix(matrix.source, matrix.project, None, matrix.config, (job,))
+        options = BuildOptions(out=repo / "dist", work_dir=repo / "work", cache_dir=cache)
+        with pytest.raises(InvalidInput, match=re.escape(f"{matrix_file}: job {bad!r}: ")):
+            build_jobs(hostile, [job], options, lambda job, message: None)
+    assert (repo / "keep.txt").is_file()
+    untouched(outside)
+
+
+# -- init -----------------------------------------------------------------------------
+
+
+def test_site_pages_cannot_point_outside_the_site(tmp_path: Path) -> None:
+    site = Site(tmp_path / "site")
+    listed = IndexedFile("demo-1.0-variants.json", "../../../../outside/x.json", "0" * 64, 1)
+    with pytest.raises(InvalidInput, match=r"demo-1\.0-variants\.json: url: .* outside"):
+        site.path_of("demo", listed)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("..", "contains '..'"),
+        ("a/..", "contains '..'"),
+        ("/etc", "is an absolute path"),
+        ("a/b", "contains a path separator"),
+        ("a\x00b", "contains NUL"),
+        ("", "empty"),
+        (".", "'.' is not a file name"),
+    ],
+)
+def test_inside_refuses(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=f"^m.toml: variants\\[0\\].id: .*{message}"):
+        inside(tmp_path, name, where="m.toml: variants[0].id")
+
+
+def test_inside_follows_symlinks_and_remove_tree_does_not(tmp_path: Path, outside: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    assert inside(root, "jobs", "a.b-c_d", where="w") == root / "jobs" / "a.b-c_d"
+    (root / "link").symlink_to(outside)
+    with pytest.raises(InvalidInput, match=r"resolves to .* outside"):
+        inside(root, "link", where="w")
+    with pytest.raises(InvalidInput, match=r"resolves to .* outside"):
+        inside(root, "link", "keep.txt", where="w")
+    remove_tree(root / "link", root=root)  # the link goes, not what it points at
+    assert not (root / "link").exists()
+    untouched(outside)
+    with pytest.raises(InvalidInput, match="refusing to remove"):
+        remove_tree(outside, root=root)
+    untouched(outside)
+    (root / "loop").symlink_to(root)  # the root itself is not inside it
+    with pytest.raises(InvalidInput, match="outside"):
+        ensure_inside(root / "loop", root, where="w")
+    assert os.path.isdir(root)

@@ -21,6 +21,7 @@ from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolc
 from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
+from wheelforge.paths import inside, remove_tree
 from wheelforge.repair import check_size, repair_wheel
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
@@ -225,12 +226,13 @@ def build_jobs(
 
     def run(plan: _Plan) -> JobResult:
         job = plan.job
-        job_dir = options.work_dir / "jobs" / job.id
-        log_path = options.work_dir / "logs" / f"{job.id}.log"
+        where = f"{matrix.source}: job {job.id!r}"
+        job_dir = inside(options.work_dir, "jobs", job.id, where=where)
+        log_path = inside(options.work_dir, "logs", f"{job.id}.log", where=where)
         if stop.is_set():
             return JobResult(job, "skipped")
         started = time.monotonic()
-        shutil.rmtree(job_dir, ignore_errors=True)
+        remove_tree(job_dir, root=options.work_dir)  # a symlink is unlinked, not followed
         try:
             # Jobs with one build key (the plain wheel and the null variant, say) compile once.
             with key_locks[plan.key]:
