@@ -238,7 +238,7 @@ def test_cibuildwheel_environment_per_variant() -> None:
         "'cmake.define.CMAKE_CUDA_ARCHITECTURES=75-real;80-real;90-real;90-virtual'"
         in cuda["CIBW_CONFIG_SETTINGS_LINUX"]
     )
-    assert cuda["CIBW_ENVIRONMENT_LINUX"] == "SOURCE_DATE_EPOCH=1700000000"
+    assert cuda["CIBW_ENVIRONMENT_LINUX"] == 'SOURCE_DATE_EPOCH="1700000000"'
     repair = cuda["CIBW_REPAIR_WHEEL_COMMAND_LINUX"]
     assert repair.startswith("python -m pip install wheelforge==")
     assert "wheelforge repair {wheel} -o {dest_dir} --runtime exclude --cuda-version 13.0" in repair

@@ -18,9 +18,15 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from cibuildwheel.bashlex_eval import local_environment_executor
+from cibuildwheel.environment import parse_environment
+from cibuildwheel.frontend import parse_config_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import build_plain_wheel
 from wheelforge.build.cache import BuildCache
+from wheelforge.build.cibuildwheel import environment_string
 from wheelforge.build.manifest import MANIFEST_NAME
 from wheelforge.build.orchestrator import BuildOptions, build_jobs, preflight
 from wheelforge.errors import InvalidInput
@@ -282,6 +288,59 @@ def test_env_keys_must_be_variable_names(repo: Path, tmp_path: Path, cli: Cli, k
         refused(code, err, f"{matrix}: variants[0].env.{shown}: environment variable "
                 f"name {key!r}: expected letters")  # fmt: skip
     assert not marker.exists()
+
+
+HOSTILE_VALUES = [
+    "$(touch MARKER)", "`touch MARKER`", "; touch MARKER", "&& touch MARKER", "| touch MARKER",
+    "'$(touch MARKER)'", '"$(touch MARKER)"', "\\$(touch MARKER)", "\\\\$(touch MARKER)",
+    "<(touch MARKER)", ">(touch MARKER)", "${X:-$(touch MARKER)}", "line\n$(touch MARKER)",
+    "it's", 'say "hi"', "if", "a=b", "$HOME", "~", "*", "#x", "{wheel}", "", "two words",
+    "tab\there", "é", "back\\slash",
+]  # fmt: skip
+
+
+def test_env_values_reach_cibuildwheel_verbatim(repo: Path, tmp_path: Path, cli: Cli) -> None:
+    """The generated CIBW_ENVIRONMENT, read by cibuildwheel's own parser and evaluated with
+    its own executor, gives exactly the matrix's variables and runs nothing."""
+    marker = tmp_path / "MARKER"
+    values = {f"V{i}": v.replace("MARKER", str(marker)) for i, v in enumerate(HOSTILE_VALUES)}
+    table = ", ".join(f"{name} = {toml(value)}" for name, value in values.items())
+    settings_table = '{ "cmake.define.X" = "$(touch MARKER); \'q\' \\"w\\"" }'.replace(
+        "MARKER", str(marker)
+    )
+    matrix = write_matrix(
+        repo, f'properties = ["{CPU}"]\nenv = {{ {table} }}\nconfig-settings = {settings_table}'
+    )
+    code, out, err = cli("plan", "--matrix", matrix, "--format", "cibuildwheel")
+    assert code == 0, err
+    ((_, env),) = json.loads(out).items()
+    parsed = parse_environment(env["CIBW_ENVIRONMENT_LINUX"])
+    assert [a.name for a in parsed.assignments] == sorted(values)
+    assert parsed.as_dictionary({}, executor=local_environment_executor) == values
+    settings_ = parse_config_settings(env["CIBW_CONFIG_SETTINGS_LINUX"])
+    assert settings_ == {"cmake.define.X": f"$(touch {marker}); 'q' \"w\""}
+    assert not marker.exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+                       st.text(st.characters(exclude_characters="\x00"), max_size=30),
+                       max_size=4))  # fmt: skip
+def test_any_environment_round_trips_through_cibuildwheels_parser(
+    variables: dict[str, str],
+) -> None:
+    ran: list[list[str]] = []
+
+    def executor(command: list[str], env: dict[str, str]) -> str:
+        ran.append(command)
+        return "RAN"
+
+    text = environment_string(variables, job="j")
+    assert parse_environment(text).as_dictionary({}, executor=executor) == variables
+    assert ran == []
+
+
+# -- the manifest ---------------------------------------------------------------------
 
 
 def cached_build(repo: Path, kind: str = "null") -> tuple[Path, Path]:
