@@ -186,7 +186,7 @@ def test_init_writes_refuses_and_forces(tmp_path: Path, cli: Cli) -> None:
     assert written == {"matrix/wheelforge.toml", ".github/workflows/wheels.yml",
                        ".github/workflows/release.yml"}  # fmt: skip
     matrix = (tmp_path / "matrix" / "wheelforge.toml").read_text()
-    assert "The variants of my-kernels" in matrix and 'python = ["3.12"]' in matrix
+    assert 'The variants of "my-kernels"' in matrix and 'python = ["3.12"]' in matrix
     assert "cuda" not in matrix.split("[axes]")[1]
     before = (tmp_path / "matrix" / "wheelforge.toml").read_text()
     code, _, err = cli("init", "--project", tmp_path, "--yes", "--accelerators", "cuda")

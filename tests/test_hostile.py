@@ -6,6 +6,7 @@ environment variables that cibuildwheel's parser would execute. Each is refused 
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -29,10 +30,12 @@ from wheelforge.build.cache import BuildCache
 from wheelforge.build.cibuildwheel import environment_string
 from wheelforge.build.manifest import MANIFEST_NAME
 from wheelforge.build.orchestrator import BuildOptions, build_jobs, preflight
+from wheelforge.ci.init import InitOptions, render
 from wheelforge.errors import InvalidInput
 from wheelforge.matrix import Matrix, load_matrix
 from wheelforge.paths import ensure_inside, inside, remove_tree
-from wheelforge.publish.index import IndexedFile, Site
+from wheelforge.publish.index import IndexedFile, Site, _templates
+from wheelforge.templating import toml_string, yaml_string
 
 Cli = Callable[..., tuple[int, str, str]]
 CPU = "x86_64 :: level :: v3"
@@ -506,11 +509,89 @@ def test_the_orchestrator_refuses_an_id_the_parser_would_have(repo: Path, outsid
 # -- init -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo\n[[variants]]\nid = '../..'",
+        'de"mo',
+        "de'mo",
+        "{{ 7 * 7 }}",
+        "[[ generator ]]",
+        "demo\n",
+        "a b",
+        "-demo",
+        "démo",
+    ],
+)
+def test_init_refuses_names_that_are_not_project_names(tmp_path: Path, cli: Cli, name: str) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f"[project]\nname = {toml(name)}\n")
+    code, _, err = cli("init", "--project", tmp_path, "--yes")
+    refused(code, err, f"{pyproject}: project.name: {name!r}: expected a project name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pyproject.toml"]
+
+
+def test_init_refuses_a_directory_name_that_is_not_a_project_name(tmp_path: Path, cli: Cli) -> None:
+    project = tmp_path / "x{{ 7 * 7 }}"
+    project.mkdir()
+    code, _, err = cli("init", "--project", project, "--yes")
+    refused(code, err, "the directory's name: 'x{{ 7 * 7 }}': expected a project name")
+    assert list(project.iterdir()) == []
+
+
+def test_init_options_are_checked_and_quoted(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"project name: 'a\\nb': expected a project name"):
+        render(InitOptions("a\nb"))
+    with pytest.raises(InvalidInput, match="CI Python"):
+        render(InitOptions("demo", ci_python='3.12"\n  evil: "x'))
+    with pytest.raises(InvalidInput, match="expected a requirement without"):
+        render(InitOptions("demo", cibuildwheel_requirement="cibuildwheel @ https://x/${{secrets.T}}"))  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"expected a requirement \(Expected"):
+        render(InitOptions("demo", wheelforge_requirement="wheelforge\nevil: x"))
+    # A valid requirement that a shell would execute stays data: it is an env value in
+    # YAML quotes, and the step's shell sees only "$CIBUILDWHEEL".
+    requirement = 'cibuildwheel; python_version >= "3.9" or sys_platform == "$(touch x)"'
+    workflow = render(InitOptions("demo", cibuildwheel_requirement=requirement))[
+        ".github/workflows/wheels.yml"
+    ]
+    assert f"  CIBUILDWHEEL: {yaml_string(requirement)}\n" in workflow
+    assert 'run: python -m pip install "$WHEELFORGE" "$CIBUILDWHEEL"\n' in workflow
+    assert "$(touch x)" not in workflow.replace(yaml_string(requirement), "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"])))
+def test_toml_strings_read_back(value: str) -> None:
+    text = toml_string(value)
+    assert "\n" not in text and "\r" not in text
+    assert tomllib.loads(f"x = {text}\n# {text}\ny = 1")["x"] == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"])))
+def test_yaml_strings_are_one_quoted_printable_line(value: str) -> None:
+    text = yaml_string(value)
+    assert text[0] == text[-1] == '"' and all(" " <= c <= "~" for c in text)
+    inner = text[1:-1]
+    assert '"' not in inner.replace('\\"', "").replace("\\\\", "")
+    # YAML's double-quoted escapes used here (\\ \" \t \n \r \xXX \uXXXX \UXXXXXXXX) mean
+    # what Python's unicode_escape codec makes of them.
+    assert codecs.decode(inner, "unicode_escape") == value
+
+
+# -- the static index, and the containment check itself -------------------------------
+
+
 def test_site_pages_cannot_point_outside_the_site(tmp_path: Path) -> None:
     site = Site(tmp_path / "site")
     listed = IndexedFile("demo-1.0-variants.json", "../../../../outside/x.json", "0" * 64, 1)
     with pytest.raises(InvalidInput, match=r"demo-1\.0-variants\.json: url: .* outside"):
         site.path_of("demo", listed)
+
+
+def test_index_templates_are_sandboxed() -> None:
+    assert isinstance(_templates(), jinja2.sandbox.ImmutableSandboxedEnvironment)
+    assert _templates().globals == {}
 
 
 @pytest.mark.parametrize(

@@ -226,10 +226,11 @@ class Site:
 def _templates() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    from wheelforge.templating import sandboxed
+
+    return sandboxed(
         loader=jinja2.PackageLoader("wheelforge", "templates/index"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         keep_trailing_newline=True,
     )
