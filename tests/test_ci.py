@@ -186,7 +186,7 @@ def test_init_writes_refuses_and_forces(tmp_path: Path, cli: Cli) -> None:
     assert written == {"matrix/wheelforge.toml", ".github/workflows/wheels.yml",
                        ".github/workflows/release.yml"}  # fmt: skip
     matrix = (tmp_path / "matrix" / "wheelforge.toml").read_text()
-    assert "The variants of my-kernels" in matrix and 'python = ["3.12"]' in matrix
+    assert 'The variants of "my-kernels"' in matrix and 'python = ["3.12"]' in matrix
     assert "cuda" not in matrix.split("[axes]")[1]
     before = (tmp_path / "matrix" / "wheelforge.toml").read_text()
     code, _, err = cli("init", "--project", tmp_path, "--yes", "--accelerators", "cuda")
@@ -238,7 +238,7 @@ def test_cibuildwheel_environment_per_variant() -> None:
         "'cmake.define.CMAKE_CUDA_ARCHITECTURES=75-real;80-real;90-real;90-virtual'"
         in cuda["CIBW_CONFIG_SETTINGS_LINUX"]
     )
-    assert cuda["CIBW_ENVIRONMENT_LINUX"] == "SOURCE_DATE_EPOCH=1700000000"
+    assert cuda["CIBW_ENVIRONMENT_LINUX"] == 'SOURCE_DATE_EPOCH="1700000000"'
     repair = cuda["CIBW_REPAIR_WHEEL_COMMAND_LINUX"]
     assert repair.startswith("python -m pip install wheelforge==")
     assert "wheelforge repair {wheel} -o {dest_dir} --runtime exclude --cuda-version 13.0" in repair

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import jinja2
 
 from wheelforge.errors import InvalidInput
+from wheelforge.templating import SecurityError, sandboxed
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
 from wheelforge.variants.metadata import VariantMetadata
@@ -61,6 +63,13 @@ _VARIANT_KEYS = (
     "compiler-cache",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
+# Job ids name directories and logs (.wheelforge/jobs/ID): the label's characters plus
+# '-', lowercase only (one job a directory on case-insensitive file systems too).
+JOB_ID_PATTERN = re.compile(r"[0-9a-z_.][0-9a-z_.-]*")
+JOB_ID_MAX = 100
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # POSIX: what a shell can set
+TOOLCHAIN_VERSION_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,21 @@ class Matrix:
         return [job for job in self.jobs if not ids or job.id in ids]
 
 
+def validate_job_id(job_id: str) -> str:
+    """``job_id`` if it is a valid job id; :class:`InvalidInput` (without a file) if not."""
+    if not JOB_ID_PATTERN.fullmatch(job_id) or len(job_id) > JOB_ID_MAX or job_id in (".", ".."):
+        raise InvalidInput(
+            f"job id {job_id!r}: expected lowercase letters, digits, '_', '.' and '-' "
+            f"(not first), at most {JOB_ID_MAX} characters, not '.' or '..'"
+        )
+    return job_id
+
+
+def _key(name: str) -> str:
+    """A table key as it appears in a key path: bare when it can be, else quoted (one line)."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+
+
 def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -158,7 +182,7 @@ class _Checker:
     def keys(self, table: Mapping[str, Any], path: str, allowed: Sequence[str]) -> None:
         for key in table:
             if key not in allowed:
-                where = f"{path}.{key}" if path else key
+                where = f"{path}.{_key(key)}" if path else _key(key)
                 raise self.fail(
                     where,
                     f"unknown key{_did_you_mean(key, allowed)}; expected one of "
@@ -188,13 +212,22 @@ class _Checker:
 
 
 class _Renderer:
+    """Templates from the matrix file (a pull request's, perhaps) render in jinja2's
+    sandbox, with the axis values and ``python`` as their only variables."""
+
     def __init__(self, checker: _Checker) -> None:
         self.checker = checker
-        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.env = sandboxed(autoescape=False)
 
     def __call__(self, text: str, context: Mapping[str, str], path: str) -> str:
         try:
             return self.env.from_string(text).render(context)
+        except SecurityError as err:
+            raise self.checker.fail(
+                path,
+                f"template refused by the sandbox: {err} (templates may only use "
+                "the axis values and python)",
+            ) from None
         except jinja2.UndefinedError as err:
             names = ", ".join(context) or "none"
             raise self.checker.fail(
@@ -202,6 +235,8 @@ class _Renderer:
             ) from None
         except jinja2.TemplateError as err:
             raise self.checker.fail(path, f"template error: {err}") from None
+        except Exception as err:  # the template's own arithmetic, indexing, formatting
+            raise self.checker.fail(path, f"template error: {type(err).__name__}: {err}") from None
 
 
 def load_matrix(path: Path) -> Matrix:
@@ -408,10 +443,25 @@ def _job(
         table = check.table(entry.get(key, {}), f"{path}.{key}")
         out = []
         for name, value in table.items():
+            where = f"{path}.{key}.{_key(name)}"
             if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise check.fail(f"{path}.{key}.{name}", "expected a string")
-            out.append((name, render(str(value), context, f"{path}.{key}.{name}")))
+                raise check.fail(where, "expected a string")
+            out.append((name, render(str(value), context, where)))
         return tuple(sorted(out))
+
+    def environment() -> tuple[tuple[str, str], ...]:
+        variables = mapping("env")
+        for name, value in variables:
+            where = f"{path}.env.{_key(name)}"
+            if not ENV_NAME_PATTERN.fullmatch(name):
+                raise check.fail(
+                    where,
+                    f"environment variable name {name!r}: expected letters, digits and '_', "
+                    'not starting with a digit (one variable a key: NAME = "value")',
+                )
+            if "\0" in value:
+                raise check.fail(where, "the value contains NUL, which no environment can hold")
+        return variables
 
     properties: frozenset[VariantProperty] = frozenset()
     for i, prop in enumerate(texts("properties")):
@@ -463,8 +513,19 @@ def _job(
     job_id = text("id", default_id) or default_id
     if python_in_id:
         job_id = f"{job_id}-py{python}"
+    try:
+        validate_job_id(job_id)
+    except InvalidInput as err:
+        origin = "" if "id" in entry else " (the default id: the label)"
+        raise check.fail(f"{path}.id", err.message + origin) from None
     if job_id in RESERVED_IDS:
         raise check.fail(f"{path}.id", f"{job_id!r} is reserved (the release's sdist)")
+    toolchain_version = text("toolchain-version")
+    if toolchain_version is not None and not TOOLCHAIN_VERSION_PATTERN.fullmatch(toolchain_version):
+        raise check.fail(
+            f"{path}.toolchain-version",
+            f"expected a version like 12.8 or 6.4, got {toolchain_version!r}",
+        )
     toolchain = check.string(entry.get("toolchain", "host"), f"{path}.toolchain", TOOLCHAINS)
     components = texts("cuda-components")
     if components and toolchain != "nvcc":
@@ -482,12 +543,12 @@ def _job(
         properties=properties,
         python=python,
         toolchain=toolchain,
-        toolchain_version=text("toolchain-version"),
+        toolchain_version=toolchain_version,
         toolchain_source=check.string(
             entry.get("toolchain-source", "system"), f"{path}.toolchain-source", ("system", "auto")
         ),
         config_settings=mapping("config-settings"),
-        env=mapping("env"),
+        env=environment(),
         requires_dist=texts("requires-dist"),
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,

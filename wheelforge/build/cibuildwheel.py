@@ -11,6 +11,7 @@ same as in a local build. wheelforge then tags and compresses the output on the 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import IO
 from wheelforge import __version__
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
-from wheelforge.matrix import Job
+from wheelforge.matrix import ENV_NAME_PATTERN, Job
 
 # Images with the toolchain inside: PyTorch's manylinux builders carry CUDA and ROCm.
 DEFAULT_IMAGES = {
@@ -97,10 +98,29 @@ def cibuildwheel_env(
             shlex.quote(f"{key}={value}") for key, value in job.config_settings
         )
     if environment:
-        env["CIBW_ENVIRONMENT_LINUX"] = " ".join(
-            f"{key}={shlex.quote(value)}" for key, value in sorted(environment.items())
-        )
+        env["CIBW_ENVIRONMENT_LINUX"] = environment_string(environment, job=job.id)
     return env
+
+
+def environment_string(variables: Mapping[str, str], *, job: str) -> str:
+    """``NAME="value" …`` as cibuildwheel's ``CIBW_ENVIRONMENT`` parser reads it back:
+    exactly these variables, these values, and no command run.
+
+    cibuildwheel parses the string with bashlex and evaluates each value itself
+    (``cibuildwheel.environment.parse_environment``), which is not quite bash: single
+    quotes with an embedded ``'`` come back mangled, a bare ``if`` or ``a=b`` is a parse
+    error, and ``<(``/``>(`` fail even inside quotes. Double quotes with ``\\``, ``"``,
+    ``$``, backquote, ``<`` and ``>`` backslash-escaped read back verbatim."""
+    parts = []
+    for name, value in sorted(variables.items()):
+        if not ENV_NAME_PATTERN.fullmatch(name):
+            raise InvalidInput(f"job {job}: env {name!r}: expected a variable name")
+        parts.append(f"{name}={_double_quoted(value)}")
+    return " ".join(parts)
+
+
+def _double_quoted(value: str) -> str:
+    return '"' + re.sub(r'([\\"$`<>])', r"\\\1", value) + '"'
 
 
 def print_build_identifiers(env: Mapping[str, str], project: Path) -> list[str]:

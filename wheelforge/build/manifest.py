@@ -15,6 +15,7 @@ from typing import Any
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_write, file_sha256
 from wheelforge.matrix import Job
+from wheelforge.paths import inside
 
 MANIFEST_NAME = "wheelforge-manifest.json"
 
@@ -68,6 +69,8 @@ class Artifact:
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest in ``out``: every artifact entry an object whose ``file`` names a
+    file in ``out`` itself (a manifest may come from elsewhere: a CI job, a pull request)."""
     path = out / MANIFEST_NAME
     if not path.exists():
         return {"version": 1, "artifacts": []}
@@ -77,7 +80,23 @@ def read_manifest(out: Path) -> dict[str, Any]:
         raise InvalidInput(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise InvalidInput(f"{path}: expected an object with an 'artifacts' list")
+    for index, entry in enumerate(data["artifacts"]):
+        where = f"{path}: artifacts[{index}]"
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"{where}: expected an object, got {_json_type(entry)}")
+        if not isinstance(entry.get("job", ""), str):
+            raise InvalidInput(f"{where}.job: expected a job id (a string)")
+        file = entry.get("file")
+        if not isinstance(file, str):
+            raise InvalidInput(f"{where}.file: expected the name of a file in {out}")
+        inside(out, file, where=f"{where}.file")
     return data
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "an array", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
 
 
 def update_manifest(out: Path, artifacts: Sequence[Artifact], *, matrix: Path) -> Path:
@@ -89,8 +108,10 @@ def update_manifest(out: Path, artifacts: Sequence[Artifact], *, matrix: Path) -
         replacement = new.get(entry.get("job"))
         if replacement is None:
             kept.append(entry)
-        elif entry.get("file") != replacement.file:
-            (out / str(entry.get("file"))).unlink(missing_ok=True)
+        elif entry["file"] != replacement.file:
+            inside(
+                out, entry["file"], where=f"{out / MANIFEST_NAME}: job {replacement.job!r}"
+            ).unlink(missing_ok=True)
     entries = kept + [asdict(a) for a in artifacts]
     entries.sort(key=lambda e: str(e.get("job")))
     document = {"version": 1, "matrix": str(matrix), "artifacts": entries}

@@ -22,7 +22,7 @@ from wheelforge import __version__
 from wheelforge.build.backend import pep517_build
 from wheelforge.build.cache import BuildCache, build_key
 from wheelforge.build.logs import BuildFailed, run_logged
-from wheelforge.build.manifest import Artifact, update_manifest
+from wheelforge.build.manifest import Artifact, read_manifest, update_manifest
 from wheelforge.build.sources import (
     ProjectFiles,
     normalize_sdist,
@@ -41,6 +41,7 @@ from wheelforge.build.toolchains import (
 from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
+from wheelforge.paths import inside, remove_tree
 from wheelforge.repair import check_size, repair_wheel
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
@@ -237,7 +238,7 @@ def prepare_source(
     if sdist is not None:
         progress(SDIST_JOB, f"cached sdist ({sdist.name})")
     else:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, root=options.work_dir)
         copy = files.copy_to(staging / "tree")
         log_path = options.work_dir / "logs" / f"{SDIST_JOB}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,12 +366,21 @@ class _TreeGuard:
             )
 
 
-def build_jobs(
-    matrix: Matrix,
-    jobs: Sequence[Job],
-    options: BuildOptions,
-    progress: Progress,
-) -> list[JobResult]:
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a run will build: the isolated source, and each job's toolchain and build key
+    (jobs whose toolchain cannot be had, with ``skip_unavailable``, apart)."""
+
+    source: Source
+    plans: tuple[_Plan, ...]
+    unavailable: tuple[JobResult, ...]
+
+
+def plan_build(
+    matrix: Matrix, jobs: Sequence[Job], options: BuildOptions, progress: Progress
+) -> BuildPlan:
+    """Resolve toolchains, prepare the isolated source (building the sdist unless it is
+    cached) and compute every job's build key. Nothing is compiled."""
     toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
     resolved, unavailable = preflight(
         matrix, jobs, toolchains_dir, progress,
@@ -378,14 +388,26 @@ def build_jobs(
     )  # fmt: skip
     for result in unavailable:
         progress(result.job.id, f"unavailable: {result.error}")
-    guard = _TreeGuard(matrix.project, options)
     epoch = source_date_epoch(matrix.project)
     source = prepare_source(matrix, options, epoch, progress)
-    plans = [
+    plans = tuple(
         _Plan(job, toolchain, python, version,
               build_key(job, source.digest, toolchain, version, epoch), epoch)
         for job, toolchain, python, version in resolved
-    ]  # fmt: skip
+    )  # fmt: skip
+    return BuildPlan(source, plans, tuple(unavailable))
+
+
+def build_jobs(
+    matrix: Matrix,
+    jobs: Sequence[Job],
+    options: BuildOptions,
+    progress: Progress,
+) -> list[JobResult]:
+    read_manifest(options.out)  # a manifest the run would update must be sound first
+    guard = _TreeGuard(matrix.project, options)
+    build_plan = plan_build(matrix, jobs, options, progress)
+    source, plans = build_plan.source, build_plan.plans
     cache = BuildCache(options.cache_dir) if options.cache_dir is not None else None
     options.out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -402,12 +424,13 @@ def build_jobs(
 
     def run(plan: _Plan) -> JobResult:
         job = plan.job
-        job_dir = options.work_dir / "jobs" / job.id
-        log_path = options.work_dir / "logs" / f"{job.id}.log"
+        where = f"{matrix.source}: job {job.id!r}"
+        job_dir = inside(options.work_dir, "jobs", job.id, where=where)
+        log_path = inside(options.work_dir, "logs", f"{job.id}.log", where=where)
         if stop.is_set():
             return JobResult(job, "skipped")
         started = time.monotonic()
-        shutil.rmtree(job_dir, ignore_errors=True)
+        remove_tree(job_dir, root=options.work_dir)  # a symlink is unlinked, not followed
         try:
             # Jobs with one build key (the plain wheel and the null variant, say) compile once.
             with key_locks[plan.key]:
@@ -456,7 +479,7 @@ def build_jobs(
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         by_id = {result.job.id: result for result in pool.map(run, order)}
-    by_id.update({result.job.id: result for result in unavailable})
+    by_id.update({result.job.id: result for result in build_plan.unavailable})
     results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wheelforge.errors import InvalidInput
 from wheelforge.matrix import Job
+from wheelforge.paths import inside
 
 _DEFAULT_CUDA_HOME = Path("/usr/local/cuda")
 
@@ -94,7 +95,7 @@ def provision_cuda(
             f"variant {job.id} needs nvcc {version}: CUDA {major} cannot be fetched from PyPI "
             "(nvidia-cuda-nvcc-cu12 ships only ptxas); set CUDA_HOME to a CUDA toolkit"
         )
-    target = toolchains_dir / f"cuda-{version}"
+    target = inside(toolchains_dir, f"cuda-{version}", where=f"variant {job.id}: toolchain-version")
     nvcc = target / "nvidia" / f"cu{major}" / "bin" / "nvcc"
     if nvcc.is_file():
         return nvcc

@@ -46,6 +46,15 @@ class InitOptions:
         def bad(option: str, value: str, expected: str) -> InvalidInput:
             return InvalidInput(f"--{option} {value}: expected {expected}")
 
+        check_project_name(self.project_name, "project name")
+        if not _VERSION.fullmatch(self.ci_python):
+            raise InvalidInput(f"CI Python {self.ci_python!r}: expected a version like 3.12")
+        for what, requirement in (
+            ("wheelforge requirement", self.wheelforge_requirement),
+            ("cibuildwheel requirement", self.cibuildwheel_requirement),
+        ):
+            _check_requirement(what, requirement)
+
         for accelerator in self.accelerators:
             if accelerator not in ACCELERATORS:
                 raise bad("accelerators", accelerator, f"one of {', '.join(ACCELERATORS)}")
@@ -83,7 +92,7 @@ def render(options: InitOptions, project_path: str = "..") -> dict[str, str]:
     namespaces.append("x86_64")
     context = {
         "generator": f"wheelforge {__version__}",
-        "project_name": options.project_name,
+        "project_name": options.project_name,  # validated, and written with | toml_str
         "project_path": project_path,
         "matrix_path": MATRIX_PATH,
         "pythons": list(options.pythons),
@@ -127,23 +136,61 @@ def write(project: Path, options: InitOptions, *, force: bool = False) -> list[P
 
 
 def project_name(project: Path) -> str:
-    """The project's name from its pyproject.toml, else the directory's."""
+    """The project's name from its pyproject.toml, else the directory's; either must be
+    a valid project name (it goes into the generated files)."""
     import tomllib
 
+    pyproject = project / "pyproject.toml"
     try:
-        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         name = data["project"]["name"]
-        return str(name)
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
-        return project.resolve().name
+        name = project.resolve().name
+        return check_project_name(name, f"{project.resolve()}: the directory's name")
+    if not isinstance(name, str):
+        raise InvalidInput(f"{pyproject}: project.name: expected a string")
+    return check_project_name(name, f"{pyproject}: project.name")
+
+
+def check_project_name(name: str, where: str) -> str:
+    """``name`` if it is a valid project name (PEP 508: letters, digits, ``.``, ``_``
+    and ``-``, beginning and ending with a letter or digit)."""
+    from packaging.utils import InvalidName, canonicalize_name
+
+    try:
+        canonicalize_name(name, validate=True)
+        if name.endswith("\n"):  # older packaging's check ends in '$', which allows one
+            raise InvalidName(name)
+    except InvalidName:
+        raise InvalidInput(
+            f"{where}: {name!r}: expected a project name (letters, digits, '.', '_' and "
+            "'-', beginning and ending with a letter or digit)"
+        ) from None
+    return name
+
+
+def _check_requirement(what: str, requirement: str) -> None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(requirement)
+    except InvalidRequirement as err:
+        reason = str(err).splitlines()[0]
+        raise InvalidInput(f"{what} {requirement!r}: expected a requirement ({reason})") from None
+    if "${{" in requirement or "\n" in requirement:  # a GitHub expression, a new line
+        raise InvalidInput(
+            f"{what} {requirement!r}: expected a requirement without '${{{{' or a line break"
+        )
 
 
 @functools.cache
 def _environment() -> Any:
     import jinja2
 
+    from wheelforge.templating import sandboxed, toml_string, yaml_string
+
     # GitHub's own ${{ }} stays literal: wheelforge's templates use [[ ]] and [% %].
-    return jinja2.Environment(
+    environment = sandboxed(
         loader=jinja2.PackageLoader("wheelforge", "templates/ci"),
         variable_start_string="[[",
         variable_end_string="]]",
@@ -151,12 +198,14 @@ def _environment() -> Any:
         block_end_string="%]",
         comment_start_string="[#",
         comment_end_string="#]",
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,  # YAML and TOML, not HTML
+        autoescape=False,  # YAML and TOML, not HTML: strings go through these filters
     )
+    environment.filters["toml_str"] = toml_string
+    environment.filters["yaml_str"] = yaml_string
+    return environment
 
 
 def _render(template: str, context: dict[str, Any]) -> str:

@@ -616,6 +616,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _one_line(text: str) -> str:
+    """A message as one line, whatever a file's text put into it."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -624,9 +629,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WheelforgeError as err:
         if args.debug:
             raise
-        print(f"error: {err.message}", file=sys.stderr)
+        print(f"error: {_one_line(err.message)}", file=sys.stderr)
         if err.hint:
-            print(f"hint: {err.hint}", file=sys.stderr)
+            print(f"hint: {_one_line(err.hint)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
 from wheelforge.compress import default_jobs, zstd_allowed
 from wheelforge.errors import InvalidInput
+from wheelforge.paths import inside
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.variants.labels import NULL_LABEL
@@ -496,9 +497,9 @@ def _check_manifest(directory: Path, artifacts: list[Artifact]) -> list[Finding]
         return [Finding(Severity.ERROR, MANIFEST_NAME, "manifest", err.message)]
     listed = set()
     for entry in entries:
-        file = str(entry.get("file"))
+        file = entry["file"]  # read_manifest: a file name in ``directory``
         listed.add(file)
-        path = directory / file
+        path = inside(directory, file, where=f"{directory / MANIFEST_NAME}: {file}")
         if not path.exists():
             findings.append(
                 Finding(

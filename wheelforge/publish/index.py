@@ -33,6 +33,7 @@ from packaging import metadata as core_metadata
 
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_path, atomic_write
+from wheelforge.paths import ensure_inside
 from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
 from wheelforge.wheel.wheelfile import Wheel
 
@@ -134,7 +135,9 @@ class Site:
         return {f.filename: f for f in listed}
 
     def path_of(self, project: str, file: IndexedFile) -> Path:
-        return self.simple / project / file.url
+        """Where the site holds ``file`` (its page's relative URL, kept inside the site)."""
+        where = f"{self.simple / project / 'index.json'}: {file.filename}: url"
+        return ensure_inside(self.simple / project / file.url, self.root, where=where)
 
     # -- the store ------------------------------------------------------------
 
@@ -223,10 +226,11 @@ class Site:
 def _templates() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    from wheelforge.templating import sandboxed
+
+    return sandboxed(
         loader=jinja2.PackageLoader("wheelforge", "templates/index"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         keep_trailing_newline=True,
     )

@@ -22,6 +22,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags, sys_tags
 from packaging.version import Version
 
 from wheelforge.errors import InvalidInput, WheelforgeError
+from wheelforge.paths import inside
 from wheelforge.select.selection import Selection
 from wheelforge.wheel.archive import ZSTD
 from wheelforge.wheel.filename import WheelFilename
@@ -96,14 +97,15 @@ def install(
     chosen = selection.chosen
     if chosen is None:
         raise InvalidInput(f"{selection.project}: no wheel to install on this machine")
-    downloaded = workdir / chosen.filename
+    where = f"{selection.project}: the index's file name"
+    downloaded = inside(workdir, chosen.filename, where=where)  # a name from the index
     downloaded.write_bytes(chosen.read())
     wheel = downloaded
     transcoded = False
     if installer == "pip" and not target.zipfile_reads_zstd and _has_zstd(downloaded):
         from wheelforge.compress import compress_wheel
 
-        deflated = workdir / "deflate" / chosen.filename
+        deflated = inside(workdir, "deflate", chosen.filename, where=where)
         deflated.parent.mkdir()
         compress_wheel(downloaded, deflated, "deflate")
         notify(
@@ -111,7 +113,8 @@ def install(
             "read: transcoded to deflate locally (verified)"
         )
         wheel, transcoded = deflated, True
-    plain = workdir / "plain" / WheelFilename.parse(chosen.filename).plain().filename
+    plain = inside(workdir, "plain", WheelFilename.parse(chosen.filename).plain().filename,
+                   where=where)  # fmt: skip
     plain.parent.mkdir()
     shutil.copyfile(wheel, plain)
     wheel = plain
