@@ -8,11 +8,12 @@ Rows, each timed on fresh temporary cache, work and output directories (under
 ``.bench/build/``, gitignored, on the repository's file system like wheelforge's default
 ``.wheelforge/``):
 
-- baseline: ``python -m build --wheel`` once for each *distinct* build of the matrix
-  (jobs with one build key, such as the plain wheel and the null variant, share one
-  build, as in wheelforge), one after the other, with the environment wheelforge gives
-  the build (the toolchain's variables, the job's ``env``, ``SOURCE_DATE_EPOCH``) and the
-  same ``-C build-dir=...`` and config-settings;
+- baseline: ``python -m build`` (the sdist, then the wheel built from it: a fresh copy of
+  the source per build, as wheelforge's jobs get) once for each *distinct* build of the
+  matrix (jobs with one build key, such as the plain wheel and the null variant, share
+  one build, as in wheelforge), one after the other, with the environment wheelforge
+  gives the build (the toolchain's variables, the job's ``env``, ``SOURCE_DATE_EPOCH``)
+  and the job's config-settings;
 - baseline + repair: the same, with ``auditwheel repair`` after each build (the driver
   libraries and the job's ``repair-exclude`` excluded, the ISA check off where the job
   turns it off), what a hand-written script would do before tagging;
@@ -20,6 +21,10 @@ Rows, each timed on fresh temporary cache, work and output directories (under
 - ``wheelforge build --matrix M -j 2`` (an empty cache);
 - a cached re-run: ``-j 1`` again on the cache of the ``-j 1`` run, fresh work and output
   directories.
+- wheelforge's sdist step alone (copy of the project's files, ``build_sdist``, repack),
+  with no cache;
+- one job's isolated build environment (create it, install the project's build
+  requirements) as ``build`` makes it with pip and with uv, the best of three each.
 
 Toolkits that wheelforge fetches (``toolchain-source = "auto"``: a CUDA version the
 machine lacks, from PyPI) are fetched once, before timing, into ``.bench/build/toolchains``
@@ -40,7 +45,6 @@ PYTHONDONTWRITEBYTECODE is set, as an installed tool has.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import re
@@ -50,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,8 +62,13 @@ from pathlib import Path
 
 from machine import CheckFailed, describe, require  # benchmarks/machine.py
 
-from wheelforge.build.orchestrator import source_date_epoch
-from wheelforge.build.toolchains import Toolchain, resolve_python, resolve_toolchain
+from wheelforge.build.orchestrator import (
+    BuildOptions,
+    preflight,
+    prepare_source,
+    source_date_epoch,
+)
+from wheelforge.build.toolchains import Toolchain
 from wheelforge.matrix import Job, Matrix, load_matrix
 from wheelforge.repair import DRIVER_LIBRARIES
 
@@ -84,15 +94,6 @@ class DistinctBuild:
     env: Mapping[str, str]  # what wheelforge adds to os.environ for the build
 
 
-def toolchain_of(job: Job, toolchains_dir: Path) -> Toolchain:
-    """``resolve_toolchain(job)``, letting wheelforge fetch a missing toolkit into
-    ``toolchains_dir`` where its ``resolve_toolchain`` can (``toolchain-source = "auto"``)."""
-    resolve: Callable[..., Toolchain] = resolve_toolchain
-    if "toolchains_dir" in inspect.signature(resolve_toolchain).parameters:
-        return resolve(job, toolchains_dir)
-    return resolve(job)
-
-
 def _build_identity(job: Job) -> tuple[object, ...]:
     """What goes into wheelforge's build key besides the source tree (the same for every
     job) and the toolchain and Python versions (resolved from these fields)."""
@@ -104,6 +105,8 @@ def _build_identity(job: Job) -> tuple[object, ...]:
         job.env,
         job.repair_exclude,
         job.repair_isa_check,
+        job.before_build,
+        job.cuda_components,
     )
 
 
@@ -112,16 +115,18 @@ def distinct_builds(matrix: Matrix, toolchains_dir: Path) -> list[DistinctBuild]
     (the plain wheel and the null variant of the example share one). The wheelforge runs
     check the count: each fresh run must report exactly this many jobs "built"."""
     epoch = source_date_epoch(matrix.project)
-    groups: dict[tuple[object, ...], list[Job]] = {}
-    for job in matrix.jobs:
-        groups.setdefault(_build_identity(job), []).append(job)
+    # wheelforge's own preflight: toolchains (fetched where the matrix says so) and CUDA
+    # components, exactly as a build resolves them.
+    resolved, _ = preflight(matrix, matrix.jobs, toolchains_dir, lambda job, message: None)
+    groups: dict[tuple[object, ...], list[tuple[Job, Toolchain, str]]] = {}
+    for job, toolchain, python, _version in resolved:
+        groups.setdefault(_build_identity(job), []).append((job, toolchain, python))
     builds = []
-    for jobs in groups.values():
-        first = jobs[0]
-        toolchain = toolchain_of(first, toolchains_dir)
+    for members in groups.values():
+        first, toolchain, python = members[0]
         env = {**dict(toolchain.env), **dict(first.env), "SOURCE_DATE_EPOCH": epoch}
-        ids = tuple(j.id for j in jobs)
-        builds.append(DistinctBuild(first, ids, resolve_python(first), toolchain, env))
+        ids = tuple(job.id for job, _, _ in members)
+        builds.append(DistinctBuild(first, ids, python, toolchain, env))
     return builds
 
 
@@ -196,9 +201,10 @@ def baseline(builds: Sequence[DistinctBuild], project: Path, *, repair: bool) ->
         job = build.job
         env = {**env0, **build.env}
         raw, log = dirs.out / f"{i}-{job.id}", dirs.work / "logs" / f"{job.id}.log"
-        settings = [("build-dir", str(dirs.work / job.id / "build")), *job.config_settings]
-        argv = [build.python, "-m", "build", "--wheel", "--outdir", str(raw), str(project)]
-        argv += [f"--config-setting={key}={value}" for key, value in settings]
+        # `python -m build` as users type it: the sdist, then the wheel built from it (a
+        # fresh copy of the source each time, as wheelforge's jobs get).
+        argv = [build.python, "-m", "build", "--outdir", str(raw), str(project)]
+        argv += [f"--config-setting={key}={value}" for key, value in job.config_settings]
         seconds = run_logged(argv, log, env)
         parts["build"] += seconds
         parts[f"build {job.id}"] = seconds
@@ -255,6 +261,32 @@ def wheelforge(
         shutil.rmtree(dirs.base)
     parts = {f"job {r['job']}": float(r["seconds"]) for r in results}
     return Timing(seconds, parts)
+
+
+def sdist_step(matrix: Matrix) -> Timing:
+    """wheelforge's source step with no cache: copy the project's files, ``build_sdist``
+    in an isolated environment, repack reproducibly (what every run pays once)."""
+    dirs = fresh_dirs("sdist")
+    options = BuildOptions(out=dirs.out, work_dir=dirs.work, cache_dir=None)
+    epoch = source_date_epoch(matrix.project)
+    start = time.perf_counter()
+    source = prepare_source(matrix, options, epoch, lambda job, message: None)
+    seconds = time.perf_counter() - start
+    require(source.sdist is not None and source.sdist.is_file(), "the sdist step made no sdist")
+    shutil.rmtree(dirs.base)
+    return Timing(seconds)
+
+
+def environment_setup(installer: str, requirements: Sequence[str]) -> Timing:
+    """One job's isolated build environment, as ``build`` makes it with ``installer``:
+    create it and install the project's build requirements."""
+    from build.env import DefaultIsolatedEnv
+
+    start = time.perf_counter()
+    with DefaultIsolatedEnv(installer=installer) as env:  # type: ignore[arg-type]
+        env.install(requirements)
+        seconds = time.perf_counter() - start
+    return Timing(seconds)
 
 
 # --- the machine -----------------------------------------------------------------------
@@ -331,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("subprocesses: bytecode cached under .bench/pycache (PYTHONDONTWRITEBYTECODE unset)")
 
+    requires = tomllib.loads((matrix.project / "pyproject.toml").read_text())["build-system"][
+        "requires"
+    ]
     rows: dict[str, list[Timing]] = {}
 
     def measure(key: str, action: Callable[[], Timing]) -> None:
@@ -361,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "j2",
             partial(wheelforge, matrix_path, fresh_dirs("wheelforge-j2"), 2, expected, built=n),
         )
+        measure("sdist", partial(sdist_step, matrix))
+        for installer in ("pip", "uv"):
+            for _ in range(3):  # short: the best of three each round
+                measure(f"env {installer}", partial(environment_setup, installer, requires))
     print(
         f"checked:    every wheelforge run gave {expected} wheels; the fresh runs compiled "
         f"{n} builds, the cached run none"
@@ -389,6 +428,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cached = res["cached"].seconds
     print(
         f"| `wheelforge build -j 1`, cached re-run | {cached:.2f} | {cached / j1_s:.3f}x of -j 1 |"
+    )
+    sdist, pip_env, uv_env = res["sdist"].seconds, res["env pip"].seconds, res["env uv"].seconds
+    print(
+        f"| wheelforge's sdist step (copy, `build_sdist`, repack; no cache) | {sdist:.2f} | "
+        f"{sdist / j1_s:.3f}x of -j 1 |"
+    )
+    print(f"| a job's build environment, pip (`build`'s default) | {pip_env:.2f} | 1.00x |")
+    print(
+        f"| a job's build environment, uv (wheelforge's default when uv is installed) | "
+        f"{uv_env:.2f} | {pip_env / uv_env:.1f}x faster than pip |"
     )
     print()
     parts = res["base+repair"].parts
