@@ -141,6 +141,32 @@ def test_cmake_c_and_cuda_second_build_hits(tool: str, tmp_path: Path) -> None:
     assert servers_on(dict(session.env).get("SCCACHE_SERVER_UDS", "-")) == []
 
 
+@needs_cmake
+@needs_gcc
+@pytest.mark.parametrize("tool", TOOLS)
+def test_base_dirs_let_a_copy_at_another_path_hit(tool: str, tmp_path: Path) -> None:
+    """Two copies of a project, each built inside itself: with the copy as a base
+    directory (SCCACHE_BASEDIRS, CCACHE_BASEDIR) the second copy's C compiles all hit."""
+    cache = tmp_path / "cache"
+    stats = []
+    for copy in (tmp_path / "copy-one", tmp_path / "second-copy"):
+        (copy / "src").mkdir(parents=True)
+        (copy / "src" / "vec.c").write_text(C_SOURCE)
+        (copy / "src" / "CMakeLists.txt").write_text(
+            "cmake_minimum_required(VERSION 3.17)\nproject(based LANGUAGES C)\n"
+            "add_library(based SHARED vec.c)\n"
+        )
+        with compiler_cache_session(tool, cache, copy.name, base_dirs=[copy]) as session:
+            env = build_env(session.env)
+            variable = "SCCACHE_BASEDIRS" if tool == "sccache" else "CCACHE_BASEDIR"
+            assert env[variable] == str(copy)
+            run(["cmake", "-S", str(copy / "src"), "-B", str(copy / "build")], env)
+            run(["cmake", "--build", str(copy / "build")], env)
+        stats.append(must(session.stats()))
+    assert stats[0].hits == 0 and stats[0].misses > 0
+    assert (stats[1].hits, stats[1].misses) == (stats[0].misses, 0)
+
+
 # --- hipcc ---------------------------------------------------------------------------
 
 

@@ -54,7 +54,9 @@ Builds hit across runs when the source and the build directory keep their paths;
 ``base_dirs`` lets copies at other paths hit too: ``SCCACHE_BASEDIRS`` (sccache >= 0.14)
 strips them from the preprocessed source, ``CCACHE_BASEDIR`` (their common parent)
 makes ccache rewrite absolute paths under it relative to the current directory. Neither
-rewrites paths inside other flags.
+rewrites paths inside other flags. Measured with a copy at another path (CMake, C and
+CUDA): ccache hits every compile; sccache hits the C compiles and nvcc's ptxas step,
+but misses nvcc's cudafe++ and cicc steps, whose inputs hold the source's path.
 """
 
 from __future__ import annotations
