@@ -444,9 +444,9 @@ def _sccache_session(
 ) -> Iterator[CompilerCacheSession]:
     cache = root / "sccache"
     cache.mkdir(parents=True, exist_ok=True)
+    env = _common_env(tool, root, os.environ)
     runtime = _short_runtime_dir(job_id)
     sock = runtime / "sccache.sock"
-    env = _common_env(tool, root, os.environ)
     env["SCCACHE_DIR"] = str(cache)
     env["SCCACHE_SERVER_UDS"] = str(sock)
     if base_dirs:
