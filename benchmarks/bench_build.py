@@ -59,6 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from machine import CheckFailed, describe, require  # benchmarks/machine.py
 
@@ -119,8 +120,8 @@ def distinct_builds(matrix: Matrix, toolchains_dir: Path) -> list[DistinctBuild]
     # components, exactly as a build resolves them.
     resolved, _ = preflight(matrix, matrix.jobs, toolchains_dir, lambda job, message: None)
     groups: dict[tuple[object, ...], list[tuple[Job, Toolchain, str]]] = {}
-    for job, toolchain, python, _version in resolved:
-        groups.setdefault(_build_identity(job), []).append((job, toolchain, python))
+    for r in resolved:
+        groups.setdefault(_build_identity(r.job), []).append((r.job, r.toolchain, r.python))
     builds = []
     for members in groups.values():
         first, toolchain, python = members[0]
@@ -188,6 +189,7 @@ def fresh_dirs(name: str) -> Dirs:
 class Timing:
     seconds: float
     parts: dict[str, float] = field(default_factory=dict)  # a breakdown, where known
+    results: list[dict[str, Any]] = field(default_factory=list)  # wheelforge's --json, per job
 
 
 def baseline(builds: Sequence[DistinctBuild], project: Path, *, repair: bool) -> Timing:
@@ -260,7 +262,88 @@ def wheelforge(
     if not keep:
         shutil.rmtree(dirs.base)
     parts = {f"job {r['job']}": float(r["seconds"]) for r in results}
-    return Timing(seconds, parts)
+    return Timing(seconds, parts, results)
+
+
+# --- the compiler cache: a rebuild after changing one .cu file -------------------------
+
+CU_EDIT = (
+    "\n// bench_build.py edit {n}\n"
+    "__device__ int bench_build_edit_{n}(int x) {{ return x + {n}; }}\n"
+)
+
+
+@dataclass
+class RebuildCopy:
+    """The matrix file and its project copied under ``.bench/build/compiler-cache/`` in the
+    repository's layout (the matrix's ``project.path`` still holds), built with one cache
+    and one work directory every time: compiler-cache keys hold absolute paths (the
+    source, and the build directory in the example's ``-ffile-prefix-map``), so only a
+    build at the same paths can hit."""
+
+    matrix: Path
+    project: Path
+    dirs: Dirs
+    edits: int = 0
+
+    def edit_cu(self) -> Path:
+        """A real change to the project's first ``.cu`` file: a new function (a comment
+        would not do: the preprocessor drops it, and the compile would hit)."""
+        source = sorted(self.project.rglob("*.cu"))[0]
+        self.edits += 1
+        with open(source, "a", encoding="utf-8") as out:
+            out.write(CU_EDIT.format(n=self.edits))
+        return source
+
+
+def rebuild_copy(matrix_path: Path, project: Path) -> RebuildCopy:
+    base = SCRATCH / "compiler-cache"
+    for path in (matrix_path, project):
+        require(path.is_relative_to(ROOT), f"{path}: outside {ROOT}, cannot copy its layout")
+    shutil.rmtree(base, ignore_errors=True)
+    matrix_copy = base / matrix_path.relative_to(ROOT)
+    project_copy = base / project.relative_to(ROOT)
+    matrix_copy.parent.mkdir(parents=True)
+    shutil.copyfile(matrix_path, matrix_copy)
+    ignore = shutil.ignore_patterns("build", "dist", ".wheelforge", "__pycache__", "*.egg-info")
+    shutil.copytree(project, project_copy, ignore=ignore)
+    require(any(project_copy.rglob("*.cu")), f"{project}: no .cu file to change")
+    return RebuildCopy(matrix_copy, project_copy, Dirs(base / "run"))
+
+
+def compiler_cache_rebuild(
+    copy: RebuildCopy, builds: Sequence[DistinctBuild], expected: int, *, warm: bool
+) -> Timing:
+    """``wheelforge build -j 1`` after one more change to a ``.cu`` file, with the
+    compiler cache as the previous run left it (``warm``) or emptied first (the cold
+    row: ``<cache>/compilers`` removed, the cost of a first build with the cache on).
+
+    The source changed, so every distinct build compiles again (its build key holds the
+    source digest) in the same build directories; with a warm cache only the changed
+    ``.cu`` file's compiles should miss, in the CUDA jobs. Where wheelforge reports a
+    job's compiler-cache statistics (``compiler_cache`` in ``--json``, the
+    ``CacheStats.to_json()`` of wheelforge.build.compiler_cache), they are checked.
+    Run cold then warm in each round: the cold run leaves the cache warm for the source
+    before the warm row's change.
+    """
+    changed = copy.edit_cu()
+    if not warm:
+        shutil.rmtree(copy.dirs.cache / "compilers", ignore_errors=True)
+    shutil.rmtree(copy.dirs.out, ignore_errors=True)
+    timing = wheelforge(copy.matrix, copy.dirs, 1, expected, built=len(builds), keep=True)
+    toolchain_of_job = {job: b.toolchain.name for b in builds for job in b.jobs}
+    for result in timing.results:
+        stats = result.get("compiler_cache")
+        if result.get("status") != "built" or not isinstance(stats, dict):
+            continue
+        job, misses = result["job"], stats.get("misses")
+        if not warm:
+            require(bool(misses), f"{job}: no compiler-cache miss on an empty cache: {stats}")
+        elif toolchain_of_job.get(job) == "nvcc":
+            require(bool(misses), f"{job}: {changed.name} changed but no miss: {stats}")
+        else:
+            require(misses == 0, f"{job}: misses, none of its sources changed: {stats}")
+    return timing
 
 
 def sdist_step(matrix: Matrix) -> Timing:
@@ -339,6 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip the untimed baseline round that first fills the page cache and pip's "
         "caches (without it the first row runs cold and is 10-30%% slower)",
     )
+    parser.add_argument(
+        "--compiler-cache",
+        action="store_true",
+        help="add the rows 'rebuild after changing one .cu file', compiler cache cold and "
+        "warm (needs wheelforge build to wrap its builds in a compiler cache)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat: expected at least 1")
@@ -378,8 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_warmup:
         print("warm-up:    one untimed baseline round ...", end=" ", flush=True)
         print(f"{baseline(builds, matrix.project, repair=False).seconds:.1f} s", flush=True)
+    copy = rebuild_copy(matrix_path, matrix.project) if args.compiler_cache else None
     for round_ in range(args.repeat):
         print(f"round {round_ + 1} of {args.repeat}:", flush=True)
+        if copy is not None:
+            rebuild = partial(compiler_cache_rebuild, copy, builds, expected)
+            measure("cu-cold", partial(rebuild, warm=False))
+            measure("cu-warm", partial(rebuild, warm=True))
         measure("base", partial(baseline, builds, matrix.project, repair=False))
         measure("base+repair", partial(baseline, builds, matrix.project, repair=True))
         j1 = fresh_dirs("wheelforge-j1")
@@ -439,6 +533,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| a job's build environment, uv (wheelforge's default when uv is installed) | "
         f"{uv_env:.2f} | {pip_env / uv_env:.1f}x faster than pip |"
     )
+    if copy is not None:
+        cold, warm = res["cu-cold"].seconds, res["cu-warm"].seconds
+        print(
+            "| rebuild after changing one .cu file, compiler cache cold (emptied) "
+            f"| {cold:.1f} | {cold / j1_s:.2f}x of -j 1 |"
+        )
+        print(
+            "| rebuild after changing one .cu file, compiler cache warm "
+            f"| {warm:.1f} | {cold / warm:.2f}x speedup vs cold |"
+        )
     print()
     parts = res["base+repair"].parts
     per_build = ", ".join(
@@ -449,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"baseline + repair: build {parts['build']:.1f} s + repair {parts['repair']:.1f} s "
         f"(per build, build + repair: {per_build})"
     )
-    for key in ("j1", "j2", "cached"):
+    for key in ("j1", "j2", "cached", *(("cu-cold", "cu-warm") if copy else ())):
         jobs = ", ".join(f"{k[4:]} {v:.2f}" for k, v in res[key].parts.items())
         print(f"wheelforge {key}: per-job seconds as it reports them: {jobs}")
     if args.repeat > 1:

@@ -35,7 +35,7 @@ _COMPONENT = re.compile(r"[a-z][a-z0-9_]*")
 _TOP_KEYS = ("project", "variant", "axes", "zip", "exclude", "include", "defaults", "variants")
 _PROJECT_KEYS = ("path", "python", "platform", "source")
 SOURCE_MODES = ("sdist", "tree")
-COMPILER_CACHES = ("sccache", "ccache", "none")
+COMPILER_CACHES = ("auto", "sccache", "ccache", "none")
 RESERVED_IDS = ("sdist",)  # the manifest's name for the release's sdist
 _VARIANT_KEYS = (
     "id",
@@ -102,7 +102,9 @@ class Job:
     # a tuple is an argv.
     before_build: tuple[str | tuple[str, ...], ...] = ()
     cuda_components: tuple[str, ...] = ()  # nvidia-* wheels fetched for the build (nvcc)
-    compiler_cache: str = "sccache"  # "sccache" | "ccache" | "none"
+    compiler_cache: str = (
+        "auto"  # "auto" (sccache, else ccache, else none) | "sccache" | "ccache" | "none"
+    )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -566,7 +568,7 @@ def _job(
         before_build=_before_build(check, render, entry.get("before-build", []), path, context),
         cuda_components=components,
         compiler_cache=check.string(
-            entry.get("compiler-cache", "sccache"), f"{path}.compiler-cache", COMPILER_CACHES
+            entry.get("compiler-cache", "auto"), f"{path}.compiler-cache", COMPILER_CACHES
         ),
     )
 

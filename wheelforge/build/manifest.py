@@ -33,9 +33,18 @@ class Artifact:
     compression: str
     input_hash: str
     log: str | None
+    compiler_cache: dict[str, object] | None = None  # the build's hits and misses
 
     @classmethod
-    def of(cls, job: Job, wheel: Path, *, key: str, log: Path | None) -> Artifact:
+    def of(
+        cls,
+        job: Job,
+        wheel: Path,
+        *,
+        key: str,
+        log: Path | None,
+        compiler_cache: dict[str, object] | None = None,
+    ) -> Artifact:
         return cls(
             job=job.id,
             kind=job.kind,
@@ -48,6 +57,7 @@ class Artifact:
             compression=job.compression,
             input_hash=key,
             log=str(log) if log is not None else None,
+            compiler_cache=compiler_cache,
         )
 
     @classmethod

@@ -21,6 +21,11 @@ from pathlib import Path
 from wheelforge import __version__
 from wheelforge.build.backend import pep517_build
 from wheelforge.build.cache import BuildCache, build_key
+from wheelforge.build.compiler_cache import (
+    CacheStats,
+    compiler_cache_session,
+    resolve_compiler_cache,
+)
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.build.manifest import Artifact, read_manifest, update_manifest
 from wheelforge.build.sources import (
@@ -61,6 +66,7 @@ class JobResult:
     log: Path | None = None
     error: str | None = None
     warning: str | None = None
+    compiler_cache: CacheStats | None = None  # this run's compiles (None: none ran)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +86,17 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """A job with what preflight found for it."""
+
+    job: Job
+    toolchain: Toolchain
+    python: str
+    python_version: str
+    compiler_cache: str  # the tool: "sccache" | "ccache" | "none"
+
+
+@dataclass(frozen=True)
 class _Plan:
     job: Job
     toolchain: Toolchain
@@ -87,6 +104,7 @@ class _Plan:
     python_version: str
     key: str
     source_date_epoch: str
+    compiler_cache: str
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,8 @@ def preflight(
     *,
     builder: str = "build",
     skip_unavailable: bool = False,
-) -> tuple[list[tuple[Job, Toolchain, str, str]], list[JobResult]]:
+    compiler_caches: bool = True,
+) -> tuple[list[Resolved], list[JobResult]]:
     """Resolve every job's toolchain and interpreter before anything is built (with
     cibuildwheel the toolchain is the job's container image). Jobs whose toolchain
     cannot be had are an error, or with ``skip_unavailable`` results of their own."""
@@ -153,6 +172,7 @@ def preflight(
 
             toolchain = Toolchain(job.toolchain, "", manylinux_image(job))
             python = version = build_identifier(job)  # the container's interpreter
+            cache_kind = "none"  # host paths mean nothing inside the container
         else:
             try:
                 announce = functools.partial(progress, job.id)
@@ -166,7 +186,12 @@ def preflight(
                 continue
             python = resolve_python(job)
             version = _python_version(job, python)
-        resolved.append((job, toolchain, python, version))
+            cache_kind = (
+                resolve_compiler_cache(job.compiler_cache, warn=announce)
+                if compiler_caches
+                else "none"
+            )
+        resolved.append(Resolved(job, toolchain, python, version, cache_kind))
     return resolved, unavailable
 
 
@@ -269,9 +294,12 @@ def _compile(
     job_dir: Path,
     log_path: Path,
     progress: Progress,
+    *,
     builder: str = "build",
-) -> Path:
-    """Before-build steps, build and repair: the expensive part, the one the cache keeps."""
+    cache_dir: Path | None = None,
+) -> tuple[Path, CacheStats | None]:
+    """Before-build steps, build and repair: the expensive part, the one the cache keeps.
+    Returns the repaired wheel and the compiler cache's statistics."""
     job = plan.job
     heartbeat = functools.partial(progress, job.id)
     env = dict(os.environ)
@@ -280,9 +308,17 @@ def _compile(
     env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
     env["TMPDIR"] = str(_tmpdir(job_dir))
     # scikit-build-core's build directory, kept with the job (other backends ignore it).
-    env["SKBUILD_BUILD_DIR"] = str((job_dir / "build").resolve())
+    build_dir = (job_dir / "build").resolve()
+    env["SKBUILD_BUILD_DIR"] = str(build_dir)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+    kind = plan.compiler_cache if cache_dir is not None else "none"
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        compiler_cache_session(
+            kind, cache_dir or job_dir, job.id, base_dirs=[source.resolve(), build_dir]
+        ) as compilers,
+    ):
+        env.update(compilers.env)  # last: it puts its compiler wrappers first on PATH
         for index, step in enumerate(job.before_build):
             command = list(step) if isinstance(step, tuple) else ["sh", "-c", step]
             progress(job.id, f"before-build[{index}]: {' '.join(command)}")
@@ -294,19 +330,24 @@ def _compile(
             from wheelforge.build.cibuildwheel import manylinux_image, run_cibuildwheel
 
             progress(job.id, f"building with cibuildwheel in {manylinux_image(job)}")
-            return run_cibuildwheel(
+            wheel = run_cibuildwheel(
                 job, source, job_dir / "cibuildwheel", env=env, log=log,
                 log_path=log_path, source_date_epoch=plan.source_date_epoch,
             )  # fmt: skip
+            return wheel, None
+        cached = f", compiler cache: {kind}" if kind != "none" else ""
         progress(
             job.id,
-            f"building with {plan.toolchain.name} {plan.toolchain.version} (log: {log_path})",
+            f"building with {plan.toolchain.name} {plan.toolchain.version}{cached} "
+            f"(log: {log_path})",
         )
         raw = pep517_build(
             plan.python, source, job_dir / "raw", distribution="wheel",
             config_settings=job.config_settings, env=env, log=log, log_path=log_path,
             heartbeat=heartbeat,
         )  # fmt: skip
+    stats = compilers.stats()
+    with open(log_path, "a", encoding="utf-8") as log:
         progress(job.id, "repairing")
         repaired, report = repair_wheel(
             raw,
@@ -319,13 +360,11 @@ def _compile(
             log=log,
             log_path=log_path,
         )
-        for library in report.libraries:
-            if library.kind != "other":
-                note = (
-                    f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
-                )
-                progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
-        return repaired
+    for library in report.libraries:
+        if library.kind != "other":
+            note = f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
+            progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
+    return repaired, stats
 
 
 def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
@@ -383,17 +422,18 @@ def plan_build(
     cached) and compute every job's build key. Nothing is compiled."""
     toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
     resolved, unavailable = preflight(
-        matrix, jobs, toolchains_dir, progress,
-        builder=options.builder, skip_unavailable=options.skip_unavailable,
+        matrix, jobs, toolchains_dir, progress, builder=options.builder,
+        skip_unavailable=options.skip_unavailable, compiler_caches=options.cache_dir is not None,
     )  # fmt: skip
     for result in unavailable:
         progress(result.job.id, f"unavailable: {result.error}")
     epoch = source_date_epoch(matrix.project)
     source = prepare_source(matrix, options, epoch, progress)
     plans = tuple(
-        _Plan(job, toolchain, python, version,
-              build_key(job, source.digest, toolchain, version, epoch), epoch)
-        for job, toolchain, python, version in resolved
+        _Plan(r.job, r.toolchain, r.python, r.python_version,
+              build_key(r.job, source.digest, r.toolchain, r.python_version, epoch), epoch,
+              r.compiler_cache)
+        for r in resolved
     )  # fmt: skip
     return BuildPlan(source, plans, tuple(unavailable))
 
@@ -440,11 +480,16 @@ def build_jobs(
                 warn = functools.partial(progress, job.id)
                 repaired = cache.get(plan.key, "*.whl", warn=warn) if cache and reuse else None
                 status = "cached" if repaired is not None else "built"
+                compiles: CacheStats | None = None
                 if repaired is None:
                     try:
                         copy = source.copy_for(job_dir)
-                        repaired = _compile(plan, copy, job_dir, log_path, progress,
-                                            options.builder)  # fmt: skip
+                        repaired, compiles = _compile(
+                            plan, copy, job_dir, log_path, progress,
+                            builder=options.builder, cache_dir=options.cache_dir,
+                        )  # fmt: skip
+                        if compiles is not None:
+                            progress(job.id, f"compiler cache: {compiles.summary()}")
                         guard.verify(job)
                     except WheelforgeError:
                         failed_keys.add(plan.key)
@@ -472,8 +517,11 @@ def build_jobs(
         progress(job.id, f"done in {seconds:.1f}s: {target.name}")
         log = log_path if status == "built" else None
         with lock:
-            artifacts.append(Artifact.of(job, target, key=plan.key, log=log))
-        return JobResult(job, status, seconds, target, log, warning=oversized)
+            stats = compiles.to_json() if compiles is not None else None
+            artifacts.append(Artifact.of(job, target, key=plan.key, log=log, compiler_cache=stats))
+        return JobResult(
+            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles
+        )
 
     # Device-code builds are the long poles: start them first, report in matrix order.
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
