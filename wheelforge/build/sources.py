@@ -10,6 +10,11 @@ Two modes (matrix ``project.source``):
   tracked and untracked-but-not-ignored, else the tree minus build outputs) are copied
   for every job.
 
+For backends whose sdist is an export of a version-control checkout (meson-python:
+``meson dist`` refuses to run outside a git or Mercurial repository and archives only
+what is committed), the copy is made a git repository of its own with every copied file
+committed, so that the sdist holds the same files as with any other backend.
+
 The project tree itself is only read. :func:`tree_snapshot` is a cheap (``stat``-only)
 fingerprint taken before the builds and compared after each, so that a backend that
 writes into the tree anyway is caught, named and kept out of the cache.
@@ -25,6 +30,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +62,10 @@ _SKIPPED_DIRS = frozenset(
 )
 
 
+# Build backends that make the sdist by exporting a VCS checkout (``meson dist``).
+VCS_EXPORT_BACKENDS = frozenset({"mesonpy"})
+
+
 @dataclass(frozen=True)
 class ProjectFiles:
     """The files that make up a project's source, relative to its directory."""
@@ -78,12 +88,76 @@ class ProjectFiles:
         return digest.hexdigest()
 
     def copy_to(self, dest: Path) -> Path:
-        """Copy the files (symbolic links as links) under ``dest``; return ``dest``."""
+        """Copy the files (symbolic links as links) under ``dest``; return ``dest``. For a
+        backend that exports its sdist from version control, the copy is a git repository
+        with every file committed (see :func:`commit_all`)."""
         for name in self.names:
             source, target = self.root / name, dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target, follow_symlinks=False)
+        backend = build_backend(self.root)
+        if backend in VCS_EXPORT_BACKENDS:
+            commit_all(
+                dest, self.names, why=f"its build backend, {backend}, exports its sdist from git"
+            )
         return dest
+
+
+def build_backend(project: Path) -> str | None:
+    """``build-system.build-backend`` of the project's pyproject.toml, if it says."""
+    try:
+        with open(project / "pyproject.toml", "rb") as f:
+            backend = tomllib.load(f).get("build-system", {}).get("build-backend")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) else None
+
+
+_GIT_DATE = "@315532800 +0000"  # 1980: the commit is not part of any output
+
+
+def commit_all(repo: Path, names: Sequence[str], *, why: str) -> None:
+    """Make ``repo`` a git repository of its own whose one commit holds exactly ``names``
+    (files the project's own git would track, so none is left out by an ignore rule). The
+    user's git configuration is not read: no hooks, no signing, no templates."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_LITERAL_PATHSPECS": "1",  # names, not patterns
+        "GIT_AUTHOR_NAME": "wheelforge",
+        "GIT_AUTHOR_EMAIL": "wheelforge@localhost",
+        "GIT_AUTHOR_DATE": _GIT_DATE,
+        "GIT_COMMITTER_NAME": "wheelforge",
+        "GIT_COMMITTER_EMAIL": "wheelforge@localhost",
+        "GIT_COMMITTER_DATE": _GIT_DATE,
+    }
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    env.pop("GIT_INDEX_FILE", None)
+    steps = [
+        ["git", "init", "-q", "--template=", "."],
+        ["git", "add", "-f", "--pathspec-from-file=-", "--pathspec-file-nul"],
+        ["git", "commit", "-q", "--no-verify", "--no-gpg-sign", "-m", "wheelforge source copy"],
+    ]
+    listing = b"".join(os.fsencode(name) + b"\0" for name in names)
+    for command in steps:
+        try:
+            result = subprocess.run(
+                command,
+                cwd=repo,
+                env=env,
+                input=listing if "add" in command else None,
+                capture_output=True,
+                check=False,
+            )
+        except OSError:
+            raise InvalidInput(
+                f"{repo}: git is needed to copy this project ({why}); install git"
+            ) from None
+        if result.returncode != 0:
+            said = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise InvalidInput(f"{repo}: {' '.join(command[:2])} failed: {said[-1]}")
 
 
 def project_files(project: Path) -> ProjectFiles:
