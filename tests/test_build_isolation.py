@@ -377,3 +377,18 @@ def test_git_projects_copy_tracked_and_unignored_files_only(tmp_path: Path) -> N
     names = project_files(project).names
     assert "setup.py" in names and "README.txt" in names  # tracked, and untracked-unignored
     assert "ignored.txt" not in names and not any(n.startswith(".git/") for n in names)
+
+
+def test_a_failed_build_is_not_compiled_again_by_a_job_sharing_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(tmp_path)
+    matrix = write_matrix(tmp_path, project, env=', TINY_NEEDS_EXTRA = "1"')
+    assert build(tmp_path, matrix, "--keep-going", "-j", "2", "--json") == 1
+    out = capsys.readouterr()
+    assert statuses(out.out) == {"plain": "failed", "cpu": "failed", "cuda": "failed"}
+    log = tmp_path / "work" / "logs" / "plain.log"
+    assert (
+        f"error: job cpu: not built again: the same build failed in this run; see {log}"
+    ) in out.err
+    assert not (tmp_path / "work" / "logs" / "cpu.log").exists()

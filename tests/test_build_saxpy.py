@@ -166,3 +166,23 @@ def test_a_cached_rerun_compiles_nothing(built: Built, tmp_path: Path) -> None:
     ran = calls.read_text().splitlines() if calls.exists() else []
     assert ran and all(line.endswith(" --version") for line in ran), ran
     assert {p.name: p.read_bytes() for p in built.dist.glob("*.whl")} == before
+
+
+def test_a_forced_rebuild_hits_the_compiler_cache(built: Built) -> None:
+    """``--no-cache`` compiles again, through the compiler cache the first run filled:
+    the CPU builds hit on every compile, the CUDA build on its device code too."""
+    command = [sys.executable, "-m", "wheelforge", "build", "--matrix", str(MATRIX),
+               "--out", str(built.base / "dist"), "--cache-dir", str(built.base / "cache"),
+               "--work-dir", str(built.base / "work"), "--json", "--no-cache"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    stats = {
+        r["job"]: r["compiler_cache"] for r in json.loads(result.stdout) if r["status"] == "built"
+    }
+    assert set(stats) == {"plain", "cpu-x86-64-v3", "cuda13.0"}
+    for job in ("plain", "cpu-x86-64-v3"):
+        assert stats[job]["hits"] > 0 and stats[job]["misses"] == 0, (job, stats[job])
+    assert stats["cuda13.0"]["hits"] > 0, stats["cuda13.0"]
+    manifest = json.loads((built.dist / "wheelforge-manifest.json").read_text())
+    recorded = {a["job"]: a["compiler_cache"] for a in manifest["artifacts"]}
+    assert recorded["plain"] == stats["plain"]

@@ -458,11 +458,27 @@ def build_jobs(
         shutil.copyfile(source.sdist, sdist)
         artifacts.append(Artifact.of_sdist(SDIST_JOB, sdist, key=source.digest))
     built_now: set[str] = set()
-    failed_keys: set[str] = set()
+    failed_keys: dict[str, Path] = {}  # build key -> the log of the job whose build failed
 
+    # Jobs with one build key (the plain wheel and the null variant, say) compile once:
+    # the first in matrix order builds, the others wait for it and take its wheel.
     key_locks = {plan.key: threading.Lock() for plan in plans}
+    first_of: dict[str, str] = {}
+    for plan in plans:
+        first_of.setdefault(plan.key, plan.job.id)
+    first_done = {key: threading.Event() for key in first_of}
 
     def run(plan: _Plan) -> JobResult:
+        first = first_of[plan.key] == plan.job.id
+        if not first:
+            first_done[plan.key].wait()
+        try:
+            return run_job(plan)
+        finally:
+            if first:
+                first_done[plan.key].set()
+
+    def run_job(plan: _Plan) -> JobResult:
         job = plan.job
         where = f"{matrix.source}: job {job.id!r}"
         job_dir = inside(options.work_dir, "jobs", job.id, where=where)
@@ -472,10 +488,12 @@ def build_jobs(
         started = time.monotonic()
         remove_tree(job_dir, root=options.work_dir)  # a symlink is unlinked, not followed
         try:
-            # Jobs with one build key (the plain wheel and the null variant, say) compile once.
             with key_locks[plan.key]:
                 if plan.key in failed_keys:
-                    raise BuildFailed(f"the same build failed in this run; see {log_path}")
+                    raise BuildFailed(
+                        f"not built again: the same build failed in this run; see "
+                        f"{failed_keys[plan.key]}"
+                    )
                 reuse = options.read_cache or plan.key in built_now
                 warn = functools.partial(progress, job.id)
                 repaired = cache.get(plan.key, "*.whl", warn=warn) if cache and reuse else None
@@ -492,7 +510,7 @@ def build_jobs(
                             progress(job.id, f"compiler cache: {compiles.summary()}")
                         guard.verify(job)
                     except WheelforgeError:
-                        failed_keys.add(plan.key)
+                        failed_keys[plan.key] = log_path
                         raise
                     if cache is not None:
                         cache.put(plan.key, repaired)
@@ -524,6 +542,8 @@ def build_jobs(
         )
 
     # Device-code builds are the long poles: start them first, report in matrix order.
+    # The sort is stable, so the first job of a build key is still submitted before the
+    # others that wait for it (the pool takes work in order: no deadlock at -j 1).
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         by_id = {result.job.id: result for result in pool.map(run, order)}

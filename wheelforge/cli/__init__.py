@@ -417,13 +417,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
                     "size": r.wheel.stat().st_size if r.wheel else None,
                     "log": str(r.log) if r.log else None,
                     "error": r.error,
+                    "compiler_cache": r.compiler_cache.to_json() if r.compiler_cache else None,
                 }
                 for r in results
             ]
         )
     else:
         table(
-            ["job", "label", "status", "time", "size"],
+            ["job", "label", "status", "time", "size", "compiler cache"],
             [
                 [
                     r.job.id,
@@ -431,6 +432,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                     r.status if r.ok or r.status != "failed" else f"failed (see {r.log})",
                     f"{r.seconds:.1f}s",
                     human_size(r.wheel.stat().st_size) if r.wheel else "-",
+                    r.compiler_cache.summary() if r.compiler_cache else "-",
                 ]
                 for r in results
             ],
