@@ -345,8 +345,14 @@ def test_cached_rerun_invokes_no_compiler(
             else 0
         )
 
+    def matrix(extra: str = "") -> Path:
+        # No compiler cache: every compile of a build must reach the shims.
+        path = cpu_matrix(tmp_path, extra)
+        path.write_text(path.read_text() + '\n[defaults]\ncompiler-cache = "none"\n')
+        return path
+
     args = (tmp_path / "dist", tmp_path / "cache", tmp_path / "work", "--json")
-    assert build(cpu_matrix(tmp_path), *args) == 0
+    assert build(matrix(), *args) == 0
     first = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
     assert first == {
         "plain": "built",
@@ -357,14 +363,14 @@ def test_cached_rerun_invokes_no_compiler(
     before = compiles()
     before_bytes = {p.name: p.read_bytes() for p in (tmp_path / "dist").glob("*.whl")}
 
-    assert build(cpu_matrix(tmp_path), *args) == 0
+    assert build(matrix(), *args) == 0
     second = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
     assert second == {"plain": "cached", "cpu": "cached", "cpu-v3": "cached"}
     assert compiles() == before
     assert {p.name: p.read_bytes() for p in (tmp_path / "dist").glob("*.whl")} == before_bytes
 
     # Change one variant's settings: only that variant is compiled again.
-    assert build(cpu_matrix(tmp_path, extra=', "cmake.define.VECADD_UNUSED" = "1"'), *args) == 0
+    assert build(matrix(', "cmake.define.VECADD_UNUSED" = "1"'), *args) == 0
     third = {r["job"]: r["status"] for r in json.loads(capsys.readouterr().out)}
     assert third == {"plain": "cached", "cpu": "cached", "cpu-v3": "built"}
     assert compiles() > before

@@ -338,7 +338,11 @@ def _wrapper_script(tool: Path, name: str, real: Path) -> str:
         "#!/bin/sh\n"
         f"# wheelforge compiler cache: {name} through {tool.name}\n"
         f"# compiler: {_stamp(real)}\n"
-        f'if [ -z "${{{LAUNCHED_VAR}:-}}" ]; then\n'
+        # Run by the cache tool itself (a build system that prefixes compiles with
+        # sccache or ccache on its own, as meson does): straight to the real compiler.
+        'parent=""; read -r parent < "/proc/$PPID/comm" 2>/dev/null\n'
+        f'if [ -z "${{{LAUNCHED_VAR}:-}}" ] && [ "$parent" != sccache ] && '
+        '[ "$parent" != ccache ]; then\n'
         f"  export {LAUNCHED_VAR}=1\n"
         f'  exec {q(str(tool))} {q(str(real))} "$@"\n'
         "fi\n"
