@@ -377,6 +377,13 @@ def test_git_projects_copy_tracked_and_unignored_files_only(tmp_path: Path) -> N
     names = project_files(project).names
     assert "setup.py" in names and "README.txt" in names  # tracked, and untracked-unignored
     assert "ignored.txt" not in names and not any(n.startswith(".git/") for n in names)
+    # A project inside an ignored folder of the work tree: git lists nothing, so the
+    # files are found by walking the folder.
+    (project / ".gitignore").write_text("vendored/\n")
+    nested = project / "vendored" / "lib"
+    shutil.copytree(project / "tiny", nested / "tiny")
+    (nested / "pyproject.toml").write_text(PYPROJECT)
+    assert project_files(nested).names == ("pyproject.toml", "tiny/__init__.py")
 
 
 def test_a_failed_build_is_not_compiled_again_by_a_job_sharing_its_key(

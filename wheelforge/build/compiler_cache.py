@@ -398,6 +398,7 @@ class CompilerCacheSession:
     def __init__(self, kind: str, env: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.env: tuple[tuple[str, str], ...] = tuple((env or {}).items())
+        self.warning: str | None = None  # e.g. CUDA compiles left out of the cache
         self._stats: CacheStats | None = None
 
     def stats(self) -> CacheStats | None:
@@ -568,13 +569,21 @@ def _ccache_session(
 
 @contextlib.contextmanager
 def compiler_cache_session(
-    kind: str, cache_dir: Path, job_id: str, *, base_dirs: Sequence[Path] = ()
+    kind: str,
+    cache_dir: Path,
+    job_id: str,
+    *,
+    base_dirs: Sequence[Path] = (),
+    nvcc: Path | None = None,
 ) -> Iterator[CompilerCacheSession]:
     """Route one job's compiles through ``kind`` (resolved with
     ``resolve_compiler_cache``), caching under ``cache_dir/compilers``.
 
     ``base_dirs``: directories whose absolute paths should not count in cache keys (the
     source tree and build directory, when a job builds a copy at another path).
+    ``nvcc``: the job's CUDA compiler; when the cache cannot compile with it (checked
+    once, see :func:`_compiles_cuda`), CUDA compiles bypass the cache and
+    ``session.warning`` says so.
     ``job_id`` names the session's temporary files. The sccache server is stopped
     whatever happens in the block (a failed build, KeyboardInterrupt).
     """
@@ -588,4 +597,47 @@ def compiler_cache_session(
         raise InvalidInput(f'compiler-cache = "{resolved}": {why}')
     make = _sccache_session if resolved == "sccache" else _ccache_session
     with make(path, root, job_id, base_dirs) as session:
+        if nvcc is not None:
+            works, why = _compiles_cuda(path, nvcc, root, {**os.environ, **dict(session.env)})
+            if not works:
+                launcher = f"CMAKE_{CUDA_LANGUAGE}_COMPILER_LAUNCHER"
+                session.env = tuple((k, v) for k, v in session.env if k != launcher)
+                session.warning = (
+                    f"{resolved} cannot compile with {nvcc} ({why}); this job's CUDA "
+                    "compiles are not cached"
+                )
         yield session
+
+
+CUDA_LANGUAGE = "CUDA"
+_CUDA_PROBE = "__global__ void probe_kernel() {}\nint main() { return 0; }\n"
+
+
+def _compiles_cuda(tool: Path, nvcc: Path, root: Path, env: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether ``tool`` can cache ``nvcc``'s compiles: a one-kernel probe compiled through
+    it, once per (tool, nvcc) pair, the verdict kept under ``root/probes``. sccache 0.16
+    splits an nvcc compile into nvcc's own steps, and with some toolkits (CUDA 13.5 from
+    PyPI) fatbinary then cannot find the cubin it made."""
+    stamp = f"{_stamp(tool)}\n{_stamp(nvcc)}"
+    record = root / "probes" / (hashlib.sha256(stamp.encode()).hexdigest()[:16] + ".json")
+    try:
+        verdict = json.loads(record.read_text(encoding="utf-8"))
+        return bool(verdict["works"]), str(verdict["why"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with tempfile.TemporaryDirectory(prefix="cuda-probe.") as scratch:
+        (Path(scratch) / "probe.cu").write_text(_CUDA_PROBE, encoding="utf-8")
+        command = [str(tool), str(nvcc), "-c", "probe.cu", "-o", "probe.o"]
+        try:
+            result = subprocess.run(
+                command, cwd=scratch, env=dict(env), capture_output=True, text=True,
+                timeout=300, check=False,
+            )  # fmt: skip
+            works = result.returncode == 0 and (Path(scratch) / "probe.o").is_file()
+            said = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            why = said[0].strip() if said else f"exit code {result.returncode}"
+        except (OSError, subprocess.TimeoutExpired) as err:
+            works, why = False, str(err)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"works": works, "why": "" if works else why}), "utf-8")
+    return works, "" if works else why

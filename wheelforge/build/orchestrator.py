@@ -315,10 +315,13 @@ def _compile(
     with (
         open(log_path, "w", encoding="utf-8") as log,
         compiler_cache_session(
-            kind, cache_dir or job_dir, job.id, base_dirs=[source.resolve(), build_dir]
+            kind, cache_dir or job_dir, job.id, base_dirs=[source.resolve(), build_dir],
+            nvcc=Path(plan.toolchain.path) if plan.toolchain.name == "nvcc" else None,
         ) as compilers,
-    ):
+    ):  # fmt: skip
         env.update(compilers.env)  # last: it puts its compiler wrappers first on PATH
+        if compilers.warning:
+            progress(job.id, f"warning: {compilers.warning}")
         for index, step in enumerate(job.before_build):
             command = list(step) if isinstance(step, tuple) else ["sh", "-c", step]
             progress(job.id, f"before-build[{index}]: {' '.join(command)}")

@@ -187,7 +187,8 @@ def _git_files(project: Path) -> list[str] | None:
     if result.returncode != 0:  # not a work tree
         return None
     names = [os.fsdecode(raw) for raw in result.stdout.split(b"\0") if raw]
-    return sorted(set(names))
+    # Nothing listed: the project lies in an ignored folder of an enclosing work tree.
+    return sorted(set(names)) or None
 
 
 def _walk_files(project: Path) -> Iterable[str]:
