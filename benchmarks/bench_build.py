@@ -505,7 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"| row | seconds ({label}) | ratio |")
     print("|---|---:|---:|")
-    print(f"| baseline: `python -m build --wheel` x{n}, sequential | {base:.1f} | 1.00x |")
+    print(
+        f"| baseline: `python -m build` (sdist, then wheel) x{n}, sequential | {base:.1f} | 1.00x |"
+    )
     print(
         f"| baseline + `auditwheel repair` after each build | {repaired:.1f} | "
         f"{repaired / base:.2f}x vs baseline |"

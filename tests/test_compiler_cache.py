@@ -393,3 +393,27 @@ def test_auto_falls_back_to_ccache_then_to_none_with_a_warning(tmp_path: Path) -
     ]
     if CCACHE is not None and not (CCACHE.parent / "sccache").exists():
         assert auto(str(CCACHE.parent)) == ["ccache"]
+
+
+@needs_nvcc
+def test_an_nvcc_the_cache_cannot_compile_with_bypasses_it(tmp_path: Path) -> None:
+    """The CUDA launcher stays only where the cache tool really compiles with the job's
+    nvcc: probed once (a real compile through sccache), remembered, and an nvcc that
+    fails the probe bypasses the cache with a warning instead of failing the build."""
+    assert NVCC is not None
+    launcher = "CMAKE_CUDA_COMPILER_LAUNCHER"
+    cache = tmp_path / "cache"
+    with compiler_cache_session("sccache", cache, "good", nvcc=Path(NVCC)) as session:
+        assert launcher in dict(session.env) and session.warning is None
+    broken = tmp_path / "bin" / "nvcc"  # not a compiler at all
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'fatbinary fatal : Could not open input file' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    for _ in range(2):  # the second session reads the verdict the first one recorded
+        with compiler_cache_session("sccache", cache, "bad", nvcc=broken) as session:
+            assert launcher not in dict(session.env)
+            assert "CMAKE_C_COMPILER_LAUNCHER" in dict(session.env)
+            assert session.warning is not None
+            assert session.warning.startswith(f"sccache cannot compile with {broken} (")
+            assert session.warning.endswith("this job's CUDA compiles are not cached")
+    assert len(list((cache / "compilers" / "probes").glob("*.json"))) == 2
