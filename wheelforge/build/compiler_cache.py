@@ -597,10 +597,11 @@ def compiler_cache_session(
         raise InvalidInput(f'compiler-cache = "{resolved}": {why}')
     make = _sccache_session if resolved == "sccache" else _ccache_session
     with make(path, root, job_id, base_dirs) as session:
+        launcher = f"CMAKE_{CUDA_LANGUAGE}_COMPILER_LAUNCHER"
         if nvcc is not None:
-            works, why = _compiles_cuda(path, nvcc, root, {**os.environ, **dict(session.env)})
+            env = {**os.environ, **dict(session.env)}
+            works, why = _compiles_cuda(Path(env[launcher]), path, nvcc, root, env)
             if not works:
-                launcher = f"CMAKE_{CUDA_LANGUAGE}_COMPILER_LAUNCHER"
                 session.env = tuple((k, v) for k, v in session.env if k != launcher)
                 session.warning = (
                     f"{resolved} cannot compile with {nvcc} ({why}); this job's CUDA "
@@ -613,9 +614,12 @@ CUDA_LANGUAGE = "CUDA"
 _CUDA_PROBE = "__global__ void probe_kernel() {}\nint main() { return 0; }\n"
 
 
-def _compiles_cuda(tool: Path, nvcc: Path, root: Path, env: Mapping[str, str]) -> tuple[bool, str]:
+def _compiles_cuda(
+    launcher: Path, tool: Path, nvcc: Path, root: Path, env: Mapping[str, str]
+) -> tuple[bool, str]:
     """Whether ``tool`` can cache ``nvcc``'s compiles: a one-kernel probe compiled through
-    it, once per (tool, nvcc) pair, the verdict kept under ``root/probes``. sccache 0.16
+    the session's launcher as CMake would run it, once per (tool, nvcc) pair, the verdict
+    kept under ``root/probes``. sccache 0.16
     splits an nvcc compile into nvcc's own steps, and with some toolkits (CUDA 13.5 from
     PyPI) fatbinary then cannot find the cubin it made."""
     stamp = f"{_stamp(tool)}\n{_stamp(nvcc)}"
@@ -627,7 +631,7 @@ def _compiles_cuda(tool: Path, nvcc: Path, root: Path, env: Mapping[str, str]) -
         pass
     with tempfile.TemporaryDirectory(prefix="cuda-probe.") as scratch:
         (Path(scratch) / "probe.cu").write_text(_CUDA_PROBE, encoding="utf-8")
-        command = [str(tool), str(nvcc), "-c", "probe.cu", "-o", "probe.o"]
+        command = [str(launcher), str(nvcc), "-c", "probe.cu", "-o", "probe.o"]
         try:
             result = subprocess.run(
                 command, cwd=scratch, env=dict(env), capture_output=True, text=True,
