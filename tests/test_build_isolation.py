@@ -399,3 +399,23 @@ def test_a_failed_build_is_not_compiled_again_by_a_job_sharing_its_key(
         f"error: job cpu: not built again: the same build failed in this run; see {log}"
     ) in out.err
     assert not (tmp_path / "work" / "logs" / "cpu.log").exists()
+
+
+def test_a_failing_sdist_build_names_its_cause_and_the_tree_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(tmp_path)
+    (project / "setup.py").write_text("raise SystemExit('error: cannot make an sdist here')\n")
+    matrix = write_matrix(tmp_path, project)
+    assert build(tmp_path, matrix) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(
+        r"error: sdist build failed \(exit code 1\): error: cannot make an sdist here; see "
+        r".*/work/logs/sdist.log",
+        err[-2],
+    ), err
+    assert err[-1] == (
+        f'hint: jobs build from the sdist; a project whose sdist cannot build can set source = "tree" '
+        f"in {matrix}'s [project] table"
+    )
+    assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())

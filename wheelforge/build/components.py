@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from wheelforge.build.toolchains import install_wheels
 from wheelforge.errors import InvalidInput
 
 # Component name (the cuda-toolkit meta-package's extra) -> its wheel on PyPI, without
@@ -171,41 +171,23 @@ def _install(
     component: str, requirement: str, target: Path, announce: Callable[[str], None]
 ) -> None:
     announce(f"fetching CUDA component {component} ({requirement}) from PyPI into {target}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "--target",
-        str(staging),
-        requirement,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def finish(staging: Path) -> None:
+        prefixes = _prefixes(staging)
+        if not prefixes:
+            raise InvalidInput(
+                f"CUDA component {component}: {requirement} installed no nvidia/<prefix>/lib "
+                "or include directory (expected NVIDIA's wheel layout)"
+            )
+        for prefix in prefixes:
+            if (prefix / "lib").is_dir():
+                _link_unversioned(prefix / "lib")
+
+    failure = install_wheels(target, [requirement], finish=finish)
+    if failure is not None:
         raise InvalidInput(
-            f"CUDA component {component}: pip install {requirement} failed "
-            f"(exit code {result.returncode}: {_last_line(result)})"
+            f"CUDA component {component}: pip install {requirement} failed ({failure})"
         )
-    prefixes = _prefixes(staging)
-    if not prefixes:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise InvalidInput(
-            f"CUDA component {component}: {requirement} installed no nvidia/<prefix>/lib "
-            "or include directory (expected NVIDIA's wheel layout)"
-        )
-    for prefix in prefixes:
-        if (prefix / "lib").is_dir():
-            _link_unversioned(prefix / "lib")
-    try:
-        staging.rename(target)
-    except OSError:  # another build provisioned it meanwhile
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def components_env(roots: Sequence[Path]) -> tuple[tuple[str, str], ...]:

@@ -270,10 +270,17 @@ def prepare_source(
         progress(SDIST_JOB, f"building the sdist (log: {log_path})")
         env = {**os.environ, "SOURCE_DATE_EPOCH": epoch, "TMPDIR": str(_tmpdir(staging))}
         with open(log_path, "w", encoding="utf-8") as log:
-            raw = pep517_build(
-                sys.executable, copy, staging / "raw", distribution="sdist", env=env, log=log,
-                log_path=log_path, heartbeat=functools.partial(progress, SDIST_JOB),
-            )  # fmt: skip
+            try:
+                raw = pep517_build(
+                    sys.executable, copy, staging / "raw", distribution="sdist", env=env,
+                    log=log, log_path=log_path, heartbeat=functools.partial(progress, SDIST_JOB),
+                )  # fmt: skip
+            except BuildFailed as err:
+                raise BuildFailed(
+                    err.message,
+                    hint="jobs build from the sdist; a project whose sdist cannot build can "
+                    f'set source = "tree" in {matrix.source}\'s [project] table',
+                ) from None
         sdist = normalize_sdist(raw, staging / "sdist" / raw.name, source_date_epoch=int(epoch))
         if cache is not None:
             cache.put(key, sdist)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,32 +101,41 @@ def provision_cuda(
     if nvcc.is_file():
         return nvcc
     announce(f"fetching CUDA {version} (nvcc, runtime, crt, nvvm) from PyPI into {target}")
-    toolchains_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".cuda-{version}.", dir=toolchains_dir))
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--target",
-        str(staging),
-        *(f"{name}=={version}.*" for name in _CUDA_PACKAGES),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    failure = install_wheels(target, [f"{name}=={version}.*" for name in _CUDA_PACKAGES])
+    if failure is not None:
         raise ToolchainUnavailable(
             f"variant {job.id} needs nvcc {version}: fetching CUDA {version} from PyPI failed "
-            f"(pip exit code {result.returncode}: {last})"
+            f"({failure})"
         )
-    try:
-        staging.rename(target)
-    except OSError:  # another build provisioned it meanwhile
-        shutil.rmtree(staging, ignore_errors=True)
     return nvcc
+
+
+def install_wheels(
+    target: Path,
+    requirements: Sequence[str],
+    *,
+    finish: Callable[[Path], None] | None = None,
+) -> str | None:
+    """Install ``requirements`` (wheels only, no dependencies) into ``target``, whole or
+    not at all: into a staging directory beside it, then ``finish(staging)`` (which may
+    raise), then a rename (a concurrent install that got there first wins). Returns
+    ``None``, or pip's exit code and last line when it failed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+               "--only-binary", ":all:", "--target", str(staging), *requirements]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            return f"pip exit code {result.returncode}: {last}"
+        if finish is not None:
+            finish(staging)
+        with contextlib.suppress(OSError):  # another build provisioned it meanwhile
+            staging.rename(target)
+        return None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _hipcc(job: Job) -> Toolchain:
