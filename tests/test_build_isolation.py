@@ -419,3 +419,35 @@ def test_a_failing_sdist_build_names_its_cause_and_the_tree_option(
         f"in {matrix}'s [project] table"
     )
     assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
+
+
+def test_normalized_sdists_depend_on_content_alone(tmp_path: Path) -> None:
+    """Two sdists with the same files, written in other orders, times and owners (as
+    backends and clocks differ), repack to the same bytes, with sorted members."""
+    import io
+    import tarfile
+
+    from wheelforge.build.sources import normalize_sdist, sdist_digest
+
+    files = {"p-1/pyproject.toml": b"[project]\n", "p-1/a.c": b"int a;\n", "p-1/z.h": b"z\n"}
+
+    def sdist(name: str, order: list[str], mtime: int, owner: str) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as archive:
+            for member in order:
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime, info.uname = len(files[member]), mtime, owner
+                archive.addfile(info, io.BytesIO(files[member]))
+        return path
+
+    first = sdist("a.tar.gz", sorted(files), 1_700_000_000, "alice")
+    second = sdist("b.tar.gz", sorted(files, reverse=True), 1_800_000_000, "bob")
+    assert first.read_bytes() != second.read_bytes()
+    assert sdist_digest(first) == sdist_digest(second)
+    one = normalize_sdist(first, tmp_path / "out1" / "p-1.tar.gz", source_date_epoch=1_000)
+    two = normalize_sdist(second, tmp_path / "out2" / "p-1.tar.gz", source_date_epoch=1_000)
+    assert one.read_bytes() == two.read_bytes()
+    with tarfile.open(one) as archive:
+        assert archive.getnames() == sorted(files)
+        assert {m.mtime for m in archive} == {1_000} and {m.uname for m in archive} == {""}
+    assert sdist_digest(one) == sdist_digest(first)

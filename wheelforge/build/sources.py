@@ -22,18 +22,20 @@ writes into the tree anyway is caught, named and kept out of the cache.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
-import io
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import file_sha256
@@ -240,47 +242,67 @@ def normalize_sdist(sdist: Path, dest: Path, *, source_date_epoch: int) -> Path:
     """Repack ``sdist`` so that its bytes depend on its content alone: members sorted,
     one owner, ``SOURCE_DATE_EPOCH`` as every time stamp, no gzip name or time. Backends
     differ here (setuptools stamps the build time), and separate CI jobs must produce
-    the same release sdist."""
-    entries = _read_sdist(sdist)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as out:
-        for info, data in sorted(entries, key=lambda entry: entry[0].name):
-            info.mtime = min(int(info.mtime), source_date_epoch)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.pax_headers = {}
-            out.addfile(info, io.BytesIO(data) if data is not None else None)
+    the same release sdist. Members are streamed, never held in memory whole."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-        gz.write(raw.getvalue())
+    try:
+        with (
+            # Uncompressed first: members are read in name order, and seeking backwards in
+            # a gzip stream decompresses it again from the start.
+            tempfile.TemporaryFile(dir=dest.parent) as plain,
+            _plain_tar(sdist, plain) as source,
+            open(dest, "wb") as f,
+            gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as out,
+        ):
+            for info in _sorted_members(source, sdist):
+                info.mtime = min(int(info.mtime), source_date_epoch)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.pax_headers = {}
+                out.addfile(info, source.extractfile(info) if info.isfile() else None)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        dest.unlink(missing_ok=True)
+        raise InvalidInput(f"{sdist}: not a readable sdist ({err})") from None
     return dest
 
 
-def _read_sdist(sdist: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
-    entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
-    try:
-        with tarfile.open(sdist, "r:gz") as archive:
-            for info in archive:
-                if not (info.isfile() or info.isdir() or info.issym()):
-                    raise InvalidInput(f"{sdist}: member {info.name!r} is not a file")
-                extracted = archive.extractfile(info) if info.isfile() else None
-                entries.append((info, extracted.read() if extracted is not None else None))
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise InvalidInput(f"{sdist}: not a readable sdist ({err})") from None
-    return entries
+@contextlib.contextmanager
+def _plain_tar(sdist: Path, scratch: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    with gzip.open(sdist, "rb") as compressed:
+        shutil.copyfileobj(compressed, scratch, 1 << 20)
+    scratch.seek(0)
+    with tarfile.open(fileobj=scratch, mode="r:") as archive:
+        yield archive
+
+
+def _sorted_members(archive: tarfile.TarFile, sdist: Path) -> list[tarfile.TarInfo]:
+    members = sorted(archive.getmembers(), key=lambda info: info.name)
+    for info in members:
+        if not (info.isfile() or info.isdir() or info.issym()):
+            raise InvalidInput(f"{sdist}: member {info.name!r} is not a file")
+    return members
 
 
 def sdist_digest(sdist: Path) -> str:
     """sha256 over the sdist's members (names, kinds, executable bits and contents), so
     that the build key does not change with a backend's time stamps."""
     digest = hashlib.sha256()
-    for info, data in sorted(_read_sdist(sdist), key=lambda entry: entry[0].name):
-        digest.update(info.name.encode() + b"\0")
-        if info.issym():
-            digest.update(b"link:" + info.linkname.encode() + b"\0")
-        elif data is not None:
-            digest.update(b"x" if info.mode & stat.S_IXUSR else b"-")
-            digest.update(hashlib.sha256(data).digest())
+    try:
+        with tarfile.open(sdist, "r:gz") as archive:
+            for info in _sorted_members(archive, sdist):
+                digest.update(info.name.encode() + b"\0")
+                if info.issym():
+                    digest.update(b"link:" + info.linkname.encode() + b"\0")
+                elif info.isfile():
+                    digest.update(b"x" if info.mode & stat.S_IXUSR else b"-")
+                    member = hashlib.sha256()
+                    extracted = archive.extractfile(info)
+                    assert extracted is not None  # a regular file
+                    while chunk := extracted.read(1 << 20):
+                        member.update(chunk)
+                    digest.update(member.digest())
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise InvalidInput(f"{sdist}: not a readable sdist ({err})") from None
     return digest.hexdigest()
 
 
