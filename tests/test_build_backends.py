@@ -131,13 +131,17 @@ MESON_PYTHON = {
         project('tinymeson', 'c', version: '1.0')
         py = import('python').find_installation(pure: false)
         level = get_option('level')
+        if level == 'v3' and get_option('extra') != 'yes'
+          error('the v3 job passes a second setup-args argument, -Dextra=yes')
+        endif
         c_args = level == 'v3' ? ['-march=x86-64-v3'] : []
         link_args = level == 'v3' ? ['-Wl,-z,x86-64-v3'] : []
         shared_library('tiny_' + level, 'src/tiny.c', c_args: c_args, link_args: link_args,
           install: true, install_dir: py.get_install_dir() / 'tinymeson')
         py.install_sources('tinymeson/__init__.py', subdir: 'tinymeson')
         """,
-    "meson.options": "option('level', type: 'combo', choices: ['v1', 'v3'], value: 'v1')\n",
+    "meson.options": "option('level', type: 'combo', choices: ['v1', 'v3'], value: 'v1')\n"
+    "option('extra', type: 'combo', choices: ['no', 'yes'], value: 'no')\n",
     "src/tiny.c": TINY_C,
     "tinymeson/__init__.py": INIT_PY,
 }
@@ -155,7 +159,7 @@ kind = "null"
 id = "cpu-x86-64-v3"
 label = "x86_64_v3"
 properties = ["x86_64 :: level :: v3"]
-config-settings = { "setup-args" = "-Dlevel=v3" }
+config-settings = { "setup-args" = ["-Dlevel=v3", "-Dextra=yes"] }  # two arguments
 repair-isa-check = false
 """
 

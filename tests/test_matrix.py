@@ -282,3 +282,20 @@ def test_unknown_only_job(tmp_path: Path, cli: Cli) -> None:
     )
     assert code == 2
     assert f"{path}: no job 'nul' (did you mean 'null'?); jobs: null" in err
+
+
+def test_a_config_setting_given_as_a_list_repeats_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[project]\npath = "."\n\n[[variants]]\nkind = "plain"\n'
+        'config-settings = { "setup-args" = ["-Dz=1", "-Da={{ python }}"], "b" = "2" }\n'
+    )
+    (job,) = load_matrix(path).jobs
+    assert job.config_settings == (("b", "2"), ("setup-args", "-Dz=1"), ("setup-args", "-Da=3"))
+    assert job.to_json()["config-settings"] == {"b": "2", "setup-args": ["-Dz=1", "-Da=3"]}
+    path.write_text(path.read_text().replace('"-Dz=1"', "1.5").replace('"b" = "2"', '"b" = [true]'))
+    with pytest.raises(
+        InvalidInput,
+        match=r"variants\[0\]\.config-settings\.b\[0\]: expected a string or a list of strings",
+    ):
+        load_matrix(path)

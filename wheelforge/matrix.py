@@ -116,7 +116,7 @@ class Job:
             "toolchain": self.toolchain,
             "toolchain-version": self.toolchain_version,
             "toolchain-source": self.toolchain_source,
-            "config-settings": dict(self.config_settings),
+            "config-settings": _settings_json(self.config_settings),
             "env": dict(self.env),
             "requires-dist": list(self.requires_dist),
             "repair-exclude": list(self.repair_exclude),
@@ -441,15 +441,21 @@ def _job(
         values = check.strings(entry.get(key, []), f"{path}.{key}")
         return tuple(render(v, context, f"{path}.{key}[{i}]") for i, v in enumerate(values))
 
-    def mapping(key: str) -> tuple[tuple[str, str], ...]:
+    def mapping(key: str, *, repeatable: bool = False) -> tuple[tuple[str, str], ...]:
+        """A table of strings; with ``repeatable``, a value may be a list of strings, one
+        pair each, in the list's order (meson-python's ``setup-args``)."""
         table = check.table(entry.get(key, {}), f"{path}.{key}")
         out = []
         for name, value in table.items():
             where = f"{path}.{key}.{_key(name)}"
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise check.fail(where, "expected a string")
-            out.append((name, render(str(value), context, where)))
-        return tuple(sorted(out))
+            values = value if repeatable and isinstance(value, list) and value else [value]
+            for i, item in enumerate(values):
+                at = f"{where}[{i}]" if values is value else where
+                if isinstance(item, bool) or not isinstance(item, str | int | float):
+                    expected = "a string or a list of strings" if repeatable else "a string"
+                    raise check.fail(at, f"expected {expected}")
+                out.append((name, render(str(item), context, at)))
+        return tuple(sorted(out, key=lambda pair: pair[0]))  # stable: a list keeps its order
 
     def environment() -> tuple[tuple[str, str], ...]:
         variables = mapping("env")
@@ -549,7 +555,7 @@ def _job(
         toolchain_source=check.string(
             entry.get("toolchain-source", "system"), f"{path}.toolchain-source", ("system", "auto")
         ),
-        config_settings=mapping("config-settings"),
+        config_settings=mapping("config-settings", repeatable=True),
         env=environment(),
         requires_dist=texts("requires-dist"),
         repair_exclude=texts("repair-exclude"),
@@ -571,6 +577,14 @@ def _job(
             entry.get("compiler-cache", "auto"), f"{path}.compiler-cache", COMPILER_CACHES
         ),
     )
+
+
+def _settings_json(pairs: Sequence[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Config settings as a table: a key given several times maps to the list."""
+    table: dict[str, list[str]] = {}
+    for key, value in pairs:
+        table.setdefault(key, []).append(value)
+    return {key: values[0] if len(values) == 1 else values for key, values in table.items()}
 
 
 def _before_build(

@@ -97,14 +97,11 @@ class Resolved:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    job: Job
-    toolchain: Toolchain
-    python: str
-    python_version: str
+class _Plan(Resolved):
+    """A resolved job with its build key."""
+
     key: str
     source_date_epoch: str
-    compiler_cache: str
 
 
 @dataclass(frozen=True)
@@ -440,9 +437,8 @@ def plan_build(
     epoch = source_date_epoch(matrix.project)
     source = prepare_source(matrix, options, epoch, progress)
     plans = tuple(
-        _Plan(r.job, r.toolchain, r.python, r.python_version,
-              build_key(r.job, source.digest, r.toolchain, r.python_version, epoch), epoch,
-              r.compiler_cache)
+        _Plan(r.job, r.toolchain, r.python, r.python_version, r.compiler_cache,
+              build_key(r.job, source.digest, r.toolchain, r.python_version, epoch), epoch)
         for r in resolved
     )  # fmt: skip
     return BuildPlan(source, plans, tuple(unavailable))
