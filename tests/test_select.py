@@ -230,6 +230,62 @@ def test_trusted_but_not_installed(tmp_path: Path, cli: Cli) -> None:
     assert "acme: trusted, but no installed plugin (entry-point group variant_plugins)" in err
 
 
+def install_plugin(site: Path, dist: str, module: str, source: str, entry: str) -> None:
+    """A plugin package in ``site`` (a directory on sys.path): its module and a dist-info
+    whose ``variant_plugins`` entry point is ``entry`` (``name = module:attr``)."""
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    dist_info = site / f"{dist}-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[variant_plugins]\n{entry}\n")
+
+
+def test_trusting_one_namespace_never_imports_another_namespaces_plugin(
+    tmp_path: Path, acme_plugin: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another namespace's plugin, found before acme's, whose import alone writes a marker.
+    marker = tmp_path / "other-imported"
+    site = tmp_path / "other-site"
+    install_plugin(site, "other_plugin", "other_plugin",
+                   f"open({str(marker)!r}, 'w').close()\n"
+                   "class OtherPlugin:\n    namespace = 'other'\n"
+                   "    def get_supported_configs(self):\n        return []\n",
+                   "aaa_other = other_plugin:OtherPlugin")  # fmt: skip
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "other_plugin", raising=False)
+    links = wheel_set(tmp_path, labels=("fast", "null"))
+    code, out, _ = cli("select", "demo", "--find-links", links, "--profile", "cpu-x86-64-v3",
+                       "--trust-provider", "acme")  # fmt: skip
+    assert (code, out.strip()) == (0, "demo-1.0-py3-none-any-fast.whl")
+    assert acme_plugin.exists()  # the trusted plugin ran
+    assert not marker.exists()  # the other was never imported
+    assert "other_plugin" not in sys.modules
+    monkeypatch.setenv("WHEELFORGE_TRUST_PROVIDERS", "x86_64")
+    cli("select", "demo", "--find-links", links, "--profile", "cpu-x86-64-v3")
+    assert not marker.exists()
+
+
+def test_a_trusted_plugin_is_found_by_its_declared_plugin_api(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The variants file declares plugin-api "acme:Plugin"; the entry point has another name.
+    site = tmp_path / "acme-site"
+    install_plugin(site, "acme_variant_provider", "acme",
+                   "class Config:\n    def __init__(self, name, values):\n"
+                   "        self.name, self.values = name, values\n"
+                   "class Plugin:\n    namespace = 'acme'\n"
+                   "    def get_supported_configs(self):\n"
+                   "        return [Config('fast', ['on'])]\n",
+                   "acme-provider = acme : Plugin")  # fmt: skip
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "acme", raising=False)
+    links = wheel_set(tmp_path, labels=("fast", "null"))
+    code, out, _ = cli("select", "demo", "--find-links", links, "--profile", "cpu-x86-64-v3",
+                       "--trust-provider", "acme")  # fmt: skip
+    assert (code, out.strip()) == (0, "demo-1.0-py3-none-any-fast.whl")
+
+
 # -- profiles and --assume ----------------------------------------------------------
 
 

@@ -30,13 +30,27 @@ from wheelforge.variants.ranking import Supported
 PLUGIN_GROUP = "variant_plugins"
 TRUST_VARIABLE = "WHEELFORGE_TRUST_PROVIDERS"
 
-PluginLoader = Callable[[str], dict[str, list[str]] | None]
+PluginLoader = Callable[[str, str | None], dict[str, list[str]] | None]
+"""``(namespace, the provider's plugin-api or None) -> {feature: [values]}`` or None."""
 
 
-def installed_plugin(namespace: str) -> dict[str, list[str]] | None:
+def _object_path(value: str) -> str:
+    """An entry point's or a ``plugin-api``'s ``module:attr`` without spaces, so that
+    ``pkg.mod : Obj`` and ``pkg.mod:Obj`` compare equal."""
+    return "".join(value.split())
+
+
+def installed_plugin(namespace: str, plugin_api: str | None = None) -> dict[str, list[str]] | None:
     """Run the installed plugin for ``namespace`` (entry-point group ``variant_plugins``):
-    its ``get_supported_configs()`` as ``{feature: [values, best first]}``."""
+    its ``get_supported_configs()`` as ``{feature: [values, best first]}``.
+
+    Only an entry point named ``namespace``, or whose object is the provider's declared
+    ``plugin-api``, is imported: a plugin for any other namespace is never loaded, since
+    loading it runs its code."""
+    wanted = _object_path(plugin_api) if plugin_api else None
     for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name != namespace and (wanted is None or _object_path(entry.value) != wanted):
+            continue
         try:
             plugin = entry.load()
             if inspect.isclass(plugin):
@@ -98,11 +112,11 @@ class Machine:
                     f"count as unsupported (--trust-provider {namespace} runs it)"
                 )
                 continue
-            found = self.plugins(namespace)
+            found = self.plugins(namespace, provider.plugin_api)
             if found is None:
                 notes.append(
                     f"{namespace}: trusted, but no installed plugin (entry-point group "
-                    f"{PLUGIN_GROUP}) has this namespace"
+                    f"{PLUGIN_GROUP}) is named for this namespace or its plugin-api"
                 )
             else:
                 supported[namespace] = found
