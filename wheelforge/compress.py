@@ -248,10 +248,12 @@ def compress_wheel(
     jobs: int | None = None,
     verify: bool = True,
     force: bool = False,
+    replace: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> CompressResult:
     """Recompress one wheel into ``output`` (which may be ``path`` itself: the file is
-    replaced only once the new one is complete and verified). ``progress(done, total)``
+    replaced only once the new one is complete and verified; with ``replace=False`` an
+    existing ``output`` with other bytes is an error instead). ``progress(done, total)``
     is called with uncompressed bytes as members are written."""
     method, new_level, threads = check_options(codec, level, jobs)
     warnings = policy_warnings([path], codec, force=force)
@@ -264,7 +266,7 @@ def compress_wheel(
         record = wheel.record()
         wheel.check_record_listing(record)
         steps = _plan(wheel, method, level, new_level)
-        with atomic_path(output) as tmp:
+        with atomic_path(output, replace=replace) as tmp:
             with ZipWriter(tmp) as writer:
                 _write(wheel.zip, writer, steps, threads, progress)
             seconds = time.perf_counter() - start

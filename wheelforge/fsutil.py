@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wheelforge.errors import InvalidInput
+
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """A fresh temporary path next to ``target``; renamed onto it if the block succeeds,
-    removed if it raises."""
+    removed if it raises. With ``replace=False`` an existing ``target`` is kept when it
+    holds the same bytes and is otherwise an :class:`InvalidInput` (``--force`` replaces)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -21,10 +24,40 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _place_new(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _place_new(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` unless ``target`` exists: then keep it if it holds the
+    same bytes (``tmp`` is removed), else refuse."""
+    try:
+        os.link(tmp, target)  # fails, atomically, if target exists
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links here: check, then rename
+        if not os.path.lexists(target):
+            os.replace(tmp, target)
+            return
+    else:
+        tmp.unlink()
+        return
+    if target.is_symlink() or not target.is_file():
+        raise InvalidInput(
+            f"{target}: exists and is not a regular file; expected a new output path "
+            "(remove it, or --force replaces it)"
+        )
+    if target.stat().st_size != tmp.stat().st_size or file_sha256(target) != file_sha256(tmp):
+        raise InvalidInput(
+            f"{target}: exists with different content; expected a new output or an "
+            "identical one (--force replaces it)"
+        )
+    tmp.unlink()  # the same bytes are already there
 
 
 def atomic_write(target: Path, data: bytes) -> None:

@@ -135,9 +135,11 @@ def _rewrite(
     replaced: dict[str, bytes],
     dropped: Iterable[str] = (),
     added_before_record: dict[str, bytes] | None = None,
+    replace: bool = True,
 ) -> None:
     """Copy ``wheel`` to ``output`` raw, replacing, dropping and adding dist-info members,
-    and rewriting RECORD to match."""
+    and rewriting RECORD to match. ``replace=False``: an existing ``output`` with other
+    bytes is an error (see :func:`atomic_path`)."""
     record_name = wheel.dist_info_path("RECORD")
     record_member = wheel.members[record_name]
     dos_time, dos_date = _timestamp(record_member)
@@ -157,7 +159,7 @@ def _rewrite(
     ]
     record_bytes = format_record(entries)
 
-    with atomic_path(output) as tmp, ZipWriter(tmp) as writer:
+    with atomic_path(output, replace=replace) as tmp, ZipWriter(tmp) as writer:
         for member in wheel.zip.members:
             if member.name in skip:
                 continue
@@ -183,8 +185,9 @@ def _rewrite(
                 writer.copy(wheel.zip, member)
 
 
-def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
-    """Write the variant wheel for ``path`` into ``out_dir``; return its path."""
+def tag_wheel(path: Path, out_dir: Path, request: TagRequest, *, replace: bool = True) -> Path:
+    """Write the variant wheel for ``path`` into ``out_dir``; return its path.
+    ``replace=False``: a different file of that name already there is an error."""
     label, meta = build_variant_metadata(request)
     requirements = _parse_requirements(request.requires_dist)
     with Wheel(path) as wheel:
@@ -207,19 +210,21 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest) -> Path:
             replaced=replaced,
             dropped=[variant_json],
             added_before_record={variant_json: dumps(meta, request.schema).encode()},
+            replace=replace,
         )
     return output
 
 
-def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False) -> Path:
-    """The plain wheel: ``variant.json`` and the label removed."""
+def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False, replace: bool = True) -> Path:
+    """The plain wheel: ``variant.json`` and the label removed. ``replace=False``: a
+    different file of that name already in ``out_dir`` is an error."""
     with Wheel(path) as wheel:
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         if wheel.filename.label is None and variant_json not in wheel.members:
             raise InvalidInput(f"{path}: not a variant wheel (no label, no {VARIANT_JSON})")
         record = wheel.checked_record(verify=verify)
         output = out_dir / wheel.filename.plain().filename
-        _rewrite(wheel, record, output, replaced={}, dropped=[variant_json])
+        _rewrite(wheel, record, output, replaced={}, dropped=[variant_json], replace=replace)
     return output
 
 

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a Requires-Dist line to this variant's METADATA (repeatable)",
     )
     tag.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
+    tag.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different file of the same name in OUTDIR (identical: left as is)",
+    )
     tag.add_argument("--verify", action="store_true", help="check every RECORD hash first")
     add_schema_option(tag)
     tag.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -95,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     untag.add_argument("wheel", type=Path)
     untag.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
+    untag.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different file of the same name in OUTDIR (identical: left as is)",
+    )
     untag.add_argument("--verify", action="store_true", help="check every RECORD hash first")
     untag.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -304,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--force",
         action="store_true",
-        help="make zstd even a wheel that pip on CPython < 3.14 could pick (warns)",
+        help="make zstd even a wheel that pip on CPython < 3.14 could pick (warns), and "
+        "replace a different file of the same name in OUTDIR",
     )
     comp.add_argument("--no-verify", action="store_true", help="skip reading the output back")
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -482,7 +493,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
         schema=args.schema,
         verify=args.verify,
     )
-    output = tag_wheel(args.wheel, args.out, request)
+    output = tag_wheel(args.wheel, args.out, request, replace=args.force)
     if args.json:
         emit_json({"input": str(args.wheel), "output": str(output)})
     else:
@@ -493,7 +504,7 @@ def _cmd_tag(args: argparse.Namespace) -> int:
 def _cmd_untag(args: argparse.Namespace) -> int:
     from wheelforge.tag import untag_wheel
 
-    output = untag_wheel(args.wheel, args.out, verify=args.verify)
+    output = untag_wheel(args.wheel, args.out, verify=args.verify, replace=args.force)
     if args.json:
         emit_json({"input": str(args.wheel), "output": str(output)})
     else:
@@ -580,6 +591,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 verify=not args.no_verify,
                 force=args.force,
+                replace=args.in_place or args.force,
                 progress=progress if show else None,
             )
         )
