@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -279,3 +283,78 @@ def test_cli_json(jobs: list[Path], tmp_path: Path, cli: Cli) -> None:
     assert data["variants_files"] == [str(out / VARIANTS)]
     assert data["unchanged"] is False
     assert json.loads(cli("merge", *jobs, "--out", out, "--json")[1])["unchanged"] is True
+
+
+# -- leftovers and links ------------------------------------------------------------
+
+
+def test_a_merge_killed_midway_leaves_scratch_that_the_next_merge_clears(
+    jobs: list[Path], tmp_path: Path, cli: Cli
+) -> None:
+    out = tmp_path / "dist"
+    # A merge that is SIGKILLed while copying its second file: nothing can clean up.
+    script = (
+        "import os, shutil, signal, sys\n"
+        "from pathlib import Path\n"
+        "from wheelforge.ci import merge\n"
+        "copied = []\n"
+        "real = shutil.copyfile\n"
+        "def copyfile(src, dst):\n"
+        "    if copied: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    copied.append(real(src, dst))\n"
+        "merge.shutil.copyfile = copyfile\n"
+        "merge.merge_dists([Path(a) for a in sys.argv[2:]], Path(sys.argv[1]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(out), *map(str, jobs)], check=False)
+    assert run.returncode == -signal.SIGKILL
+    assert not out.exists()
+    (left,) = [p for p in tmp_path.iterdir() if p.name.startswith(".dist.")]
+    assert left.is_dir() and left.name.endswith(".tmp") and list(left.iterdir())
+    code, _, err = cli("merge", *jobs, "--out", out)
+    assert code == 0, err
+    assert _names(tmp_path) == {"artifacts", "work", "dist"}  # the scratch is gone
+    assert check_release_set(out).ok
+
+
+def test_merge_clears_only_its_own_stale_scratch(jobs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    stale = [tmp_path / ".dist.99999999.deadbeef.tmp", tmp_path / ".dist.cafebabe.tmp"]
+    for path in stale:
+        path.mkdir()
+        (path / PLAIN).write_bytes(b"half")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("keep")
+    kept = {
+        ".dist.0badf00d.tmp": "link",  # a link, even named as scratch: not ours to delete
+        f".dist.{os.getpid()}.0badf00d.tmp": "dir",  # a live process: perhaps still merging
+        ".dist.notes.tmp": "dir",  # not our naming
+        ".other.0badf00d.tmp": "dir",  # another --out's
+        ".dist.feedface.tmp": "file",  # not a directory
+    }
+    for name, kind in kept.items():
+        path = tmp_path / name
+        if kind == "link":
+            path.symlink_to(elsewhere, target_is_directory=True)
+        elif kind == "dir":
+            path.mkdir()
+        else:
+            path.write_text("x")
+    merge_dists(jobs, out)
+    assert not any(path.exists() for path in stale)
+    assert _names(tmp_path) == {"artifacts", "work", "dist", "elsewhere", *kept}
+    assert (elsewhere / "keep").read_text() == "keep"
+
+
+def test_merge_out_a_symlink_is_refused(jobs: list[Path], tmp_path: Path, cli: Cli) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    out = tmp_path / "dist"
+    out.symlink_to(real, target_is_directory=True)
+    code, _, err = cli("merge", *jobs, "--out", out)
+    assert code == 2
+    assert err.strip().splitlines()[0] == (
+        f"error: {out}: is a symbolic link; expected --out to be a real directory "
+        "(new, empty, or from an identical earlier merge)"
+    )
+    assert out.is_symlink() and not list(real.iterdir())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from collections import defaultdict
@@ -80,6 +81,7 @@ def merge_dists(
     variants = _variants_files(scanned, picked, origins, schema)
     contents.update(variants)
 
+    _clear_stale_tmp(out)
     unchanged = _holds_result(out, contents, digests)
     if not unchanged:
         _write_dir(out, contents)
@@ -264,7 +266,12 @@ def _holds_result(
 ) -> bool:
     """Whether ``out`` already holds exactly ``contents``: ``False`` when it is missing or
     empty; :class:`InvalidInput` when it holds anything else."""
-    if not out.exists() and not out.is_symlink():
+    if out.is_symlink():
+        raise InvalidInput(
+            f"{out}: is a symbolic link; expected --out to be a real directory "
+            "(new, empty, or from an identical earlier merge)"
+        )
+    if not out.exists():
         return False
     if not out.is_dir():
         raise InvalidInput(
@@ -290,10 +297,50 @@ def _holds_result(
     return True
 
 
+def _tmp_name(out: Path) -> str:
+    """The scratch sibling a merge into ``out`` writes: ``.OUT.PID.HEX.tmp``."""
+    return f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _clear_stale_tmp(out: Path) -> list[Path]:
+    """Remove the scratch siblings of ``out`` left by merges that were killed: only
+    directories (not links) named as :func:`_tmp_name` names them (or as merges before
+    the PID was in the name did), owned by this user, whose process is gone."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:(\d+)\.)?[0-9a-f]{{8}}\.tmp")
+    cleared = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return cleared  # no parent yet: nothing left behind
+    for path in siblings:
+        match = pattern.fullmatch(path.name)
+        if match is None or path.is_symlink() or not path.is_dir():
+            continue
+        if path.lstat().st_uid != os.getuid():
+            continue
+        if match.group(1) is not None and _alive(int(match.group(1))):
+            continue  # perhaps a merge still running
+        shutil.rmtree(path, ignore_errors=True)
+        cleared.append(path)
+    return cleared
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except (OverflowError, OSError):
+        return False
+    return True
+
+
 def _write_dir(out: Path, contents: Mapping[str, Path | bytes]) -> None:
     """Write ``contents`` into a temporary sibling of ``out``, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    tmp = out.parent / _tmp_name(out)
     tmp.mkdir()
     try:
         for name, content in contents.items():
