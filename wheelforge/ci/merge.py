@@ -307,7 +307,7 @@ def _clear_stale_tmp(out: Path) -> list[Path]:
     directories (not links) named as :func:`_tmp_name` names them (or as merges before
     the PID was in the name did), owned by this user, whose process is gone."""
     pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:(\d+)\.)?[0-9a-f]{{8}}\.tmp")
-    cleared = []
+    cleared: list[Path] = []
     try:
         siblings = list(out.parent.iterdir())
     except OSError:
