@@ -24,6 +24,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from wheelforge.errors import InvalidInput, WheelforgeError
+from wheelforge.urls import origin, redact, urlopen
 
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -46,7 +47,7 @@ class ProjectFile:
         data = fetch(self.url)
         if self.sha256 is not None and hashlib.sha256(data).hexdigest() != self.sha256:
             raise IndexUnavailable(
-                f"{self.url}: sha256 mismatch (the page says {self.sha256[:16]}…)"
+                f"{redact(self.url)}: sha256 mismatch (the page says {self.sha256[:16]}…)"
             )
         return data
 
@@ -57,45 +58,105 @@ def project_files(
     index_url: str | None = None,
     find_links: Sequence[Path] = (),
     auth: tuple[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
+    allow_unhashed: bool = False,
 ) -> list[ProjectFile]:
-    """Every file of ``project`` on the index and in the find-links directories."""
+    """Every file of ``project`` on the index and in the find-links directories; a
+    remote index's files are vetted (see :func:`vet_remote_files`)."""
     files = []
     if index_url is not None:
-        files += read_project_page(index_url, project, auth=auth)
+        files += read_project_page(
+            index_url,
+            project,
+            auth=auth,
+            vet=True,
+            allow_hosts=allow_hosts,
+            allow_unhashed=allow_unhashed,
+        )
     for directory in find_links:
         files += directory_files(directory, project)
     return files
 
 
 def read_project_page(
-    index_url: str, project: str, *, auth: tuple[str, str] | None = None
+    index_url: str,
+    project: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    vet: bool = False,
+    allow_hosts: Sequence[str] = (),
+    allow_unhashed: bool = False,
 ) -> list[ProjectFile]:
     """The files an index lists for ``project``; none if it does not know the project.
-    On 401/403 the request is retried once with ``auth`` when given."""
+    On 401/403 the request is retried once with ``auth`` when given (a redirect to
+    another origin drops it). With ``vet``, files that will be downloaded are checked
+    first (:func:`vet_remote_files`)."""
     url = urllib.parse.urljoin(index_url if index_url.endswith("/") else index_url + "/",
                                f"{canonicalize_name(project)}/")  # fmt: skip
     request = urllib.request.Request(url, headers={"Accept": ACCEPT})
     try:
         try:
-            response = urllib.request.urlopen(request, timeout=30)
+            response = urlopen(request, timeout=30)
         except urllib.error.HTTPError as err:
             if err.code not in (401, 403) or auth is None:
                 raise
             request.add_header("Authorization", _basic(*auth))
-            response = urllib.request.urlopen(request, timeout=30)
+            response = urlopen(request, timeout=30)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return []
-        raise IndexUnavailable(f"reading {url} failed: {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise IndexUnavailable(f"cannot read {url} ({getattr(err, 'reason', err)})") from None
+        raise IndexUnavailable(f"reading {redact(url)} failed: {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = str(getattr(err, "reason", err))
+        raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(reason, url)})") from None
     with response:
         body = response.read()
         content_type = response.headers.get("Content-Type", "")
         base = response.geturl()
     if content_type.startswith(JSON_CONTENT_TYPE):
-        return parse_json_page(body, base)
-    return parse_html_page(body.decode("utf-8", "replace"), base)
+        files = parse_json_page(body, base)
+    else:
+        files = parse_html_page(body.decode("utf-8", "replace"), base)
+    if vet:
+        vet_remote_files(files, url, base, allow_hosts=allow_hosts, allow_unhashed=allow_unhashed)
+    return files
+
+
+def vet_remote_files(
+    files: Sequence[ProjectFile],
+    page_url: str,
+    final_url: str | None = None,
+    *,
+    allow_hosts: Sequence[str] = (),
+    allow_unhashed: bool = False,
+) -> None:
+    """Refuse a remote (http/https) page that names a file wheelforge must not read: a
+    ``file:`` URL or any other scheme (local files come only from a ``file:`` index or
+    --find-links), a host other than the page's (the one asked, or the one it redirected
+    to) or an --allow-host, or a file without a sha256 (unless ``allow_unhashed``).
+    A local (``file:``) index is the user's own and is not vetted."""
+    pages = [page_url, *([final_url] if final_url else [])]
+    if all(urllib.parse.urlsplit(page).scheme.lower() == "file" for page in pages):
+        return
+    shown = redact(page_url)
+    hosts = {origin(page)[1] for page in pages} | {host.lower() for host in allow_hosts}
+    for file in files:
+        scheme, host, _ = origin(file.url)
+        if scheme not in ("http", "https"):
+            raise InvalidInput(
+                f"{shown}: {file.filename} is at a {scheme or 'relative'}: URL; expected an "
+                "http(s) URL (local files come only from a file: index or --find-links DIR)"
+            )
+        if host not in hosts:
+            raise InvalidInput(
+                f"{shown}: {file.filename} is on another host ({host}); expected "
+                f"{' or '.join(sorted(hosts))} (allow a host with --allow-host {host})"
+            )
+        if file.sha256 is None and not allow_unhashed:
+            raise InvalidInput(
+                f"{shown}: {file.filename} has no sha256 hash, so a tampered file would go "
+                "unnoticed; expected #sha256=… or hashes.sha256 (or pass --allow-unhashed)"
+            )
 
 
 def parse_json_page(body: bytes, base_url: str) -> list[ProjectFile]:
@@ -168,13 +229,23 @@ def fetch(url: str) -> bytes:
         except OSError as err:
             raise IndexUnavailable(f"{path}: {err.strerror}") from None
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urlopen(url, timeout=60) as response:
             data: bytes = response.read()
             return data
     except urllib.error.HTTPError as err:
-        raise IndexUnavailable(f"fetching {url} failed: {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise IndexUnavailable(f"cannot fetch {url} ({getattr(err, 'reason', err)})") from None
+        raise IndexUnavailable(f"fetching {redact(url)} failed: {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = _scrub(str(getattr(err, "reason", err)), url)
+        raise IndexUnavailable(f"cannot fetch {redact(url)} ({reason})") from None
+
+
+def _scrub(reason: str, url: str) -> str:
+    """An error's text without the URL's userinfo (http.client quotes the netloc)."""
+    try:
+        userinfo = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:
+        return "malformed URL"
+    return reason.replace(userinfo, "***") if userinfo else reason
 
 
 def _basic(user: str, password: str) -> str:

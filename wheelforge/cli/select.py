@@ -72,6 +72,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     )
     cov.add_argument("source", metavar="DIST|NAME")
     cov.add_argument("--index", metavar="URL", help="read NAME from this simple index")
+    _add_remote_options(cov)
     cov.add_argument("--profiles", type=Path, metavar="DIR", help="a directory of *.toml")
     cov.add_argument("--trust-provider", action="append", default=[], metavar="NS")
     cov.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
@@ -91,6 +92,40 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "--find-links", type=Path, action="append", default=[], metavar="DIR",
         help="a directory of wheels and variants files (repeatable)",
     )  # fmt: skip
+    _add_remote_options(parser)
+
+
+def _add_remote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-host", action="append", default=[], metavar="HOST",
+        help="a remote index's files may also come from HOST (repeatable; by default only "
+        "from the index's own host)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-unhashed", action="store_true",
+        help="accept files a remote index lists without a sha256 hash",
+    )  # fmt: skip
+
+
+def _index(args: argparse.Namespace) -> str | None:
+    """--index, refused when it carries credentials (never echoed)."""
+    from wheelforge.urls import refuse_credentials
+
+    if args.index is None:
+        return None
+    return refuse_credentials(
+        "--index", args.index, instead="give the index's URL without user, password or token"
+    )
+
+
+def _find_links(args: argparse.Namespace) -> list[Path]:
+    for directory in args.find_links:
+        scheme = str(directory).partition(":")[0]
+        if ":" in str(directory) and len(scheme) > 1 and scheme.isalpha():
+            raise InvalidInput(
+                "--find-links: expected a directory, not a URL (give an index with --index URL)"
+            )
+    return list(args.find_links)
 
 
 def _add_machine_options(parser: argparse.ArgumentParser) -> None:
@@ -171,9 +206,16 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _files(args: argparse.Namespace, project: str) -> list[ProjectFile]:
     from wheelforge.simple_api import project_files
 
-    if not args.index and not args.find_links:
+    index, find_links = _index(args), _find_links(args)
+    if not index and not find_links:
         raise InvalidInput("give --index URL or --find-links DIR: where to look for wheels")
-    return project_files(project, index_url=args.index, find_links=args.find_links)
+    return project_files(
+        project,
+        index_url=index,
+        find_links=find_links,
+        allow_hosts=args.allow_host,
+        allow_unhashed=args.allow_unhashed,
+    )
 
 
 def _selection(
@@ -225,7 +267,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="wheelforge-install-") as work:
             result = install(
                 selection, target, installer=args.installer, workdir=Path(work),
-                index_url=args.index, find_links=args.find_links,
+                index_url=_index(args), find_links=_find_links(args),
                 notify=lambda message: info(f"note: {message}"),
             )  # fmt: skip
         results.append(result)
@@ -251,7 +293,9 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
 
     if args.index:
         requirement = parse_requirement(args.source)
-        files = read_project_page(args.index, requirement.name)
+        files = read_project_page(_index(args) or "", requirement.name, vet=True,
+                                  allow_hosts=args.allow_host,
+                                  allow_unhashed=args.allow_unhashed)  # fmt: skip
     else:
         dist = Path(args.source)
         requirement = parse_requirement(_project_in(dist))

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.simple_api import IndexUnavailable, read_project_page
+from wheelforge.urls import redact, refuse_credentials
+
+_INSTEAD = "set TWINE_USERNAME and TWINE_PASSWORD instead"
 
 
 @dataclass(frozen=True)
@@ -46,33 +49,27 @@ class UploadFailed(WheelforgeError):
 
 def upload_target(text: str, simple_url: str | None = None) -> UploadTarget:
     """``pypi``, ``testpypi`` or an upload URL (its simple index defaults to
-    ``{url}/simple/``, where pypiserver has it)."""
+    ``{url}/simple/``, where pypiserver has it). Credentials in either URL are refused."""
+    if simple_url is not None:
+        refuse_credentials("--simple-url", simple_url, instead=_INSTEAD)
+        if urllib.parse.urlsplit(simple_url).scheme not in ("http", "https"):
+            raise InvalidInput(f"--simple-url {redact(simple_url)}: expected an http(s) URL")
     if text in _KNOWN:
         upload, simple = _KNOWN[text]
         return UploadTarget(text, upload, simple_url or simple, accepts_variant_filenames=False)
-    parts = urllib.parse.urlsplit(text)
+    refuse_credentials("--to", text, instead=_INSTEAD)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        parts = urllib.parse.urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(
             f"--to {redact(text)}: expected pypi, testpypi, an http(s) URL or a directory"
-        )
-    if parts.username or parts.password:
-        raise InvalidInput(
-            f"--to {redact(text)}: credentials in the URL would show in logs; "
-            "set TWINE_USERNAME and TWINE_PASSWORD instead"
         )
     upload = text if text.endswith("/") else text + "/"
     simple = simple_url or urllib.parse.urljoin(upload, "simple/")
     pypi = parts.hostname in _PYPI_HOSTS
     return UploadTarget(upload, upload, simple, accepts_variant_filenames=not pypi)
-
-
-def redact(text: str) -> str:
-    """A URL with any password replaced by ``***``."""
-    parts = urllib.parse.urlsplit(text)
-    if parts.password is None:
-        return text
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def scrub(text: str) -> str:
