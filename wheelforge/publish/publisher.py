@@ -169,6 +169,7 @@ def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
 
 
 def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tuple[Step, Action]]:
+    site.check_layout()
     site.check_new(artifacts)
     plan = []
     pages = {project: site.files(project) for project in {a.project for a in artifacts}}
