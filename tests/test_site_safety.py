@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.test_index import page, release
 from tests.test_publish import big_release
+from wheelforge.cli import main
 from wheelforge.variants.metadata import loads
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -167,3 +174,97 @@ def test_a_changed_variants_file_is_not_merged(tmp_path: Path, cli: Cli) -> None
     more = tmp_path / "more"
     code, _, err = cli("index", release(more, labels=("null", "cu130")), "--out", site)
     refused(code, err, str(stored.resolve().name), "does not match the sha256")
+
+
+# -- wheelforge serve -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    """A real ``wheelforge serve`` (idle timeout 1 s) of a site with symlinks planted out
+    of it; yields (base URL, site, server pid)."""
+    root = tmp_path_factory.mktemp("served")
+    site = root / "site"
+    assert main(["index", str(release(root)), "--out", str(site), "--no-check"]) == 0
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not for the site\n")
+    (site / "files" / "demo" / "passwd").symlink_to(outside / "secret")
+    (site / "files" / "away").symlink_to(outside)
+    command = [sys.executable, "-m", "wheelforge", "serve", str(site), "--port", "0"]
+    server = subprocess.Popen(
+        [*command, "--idle-timeout", "1", "--workers", "4"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)/simple/", line)
+        assert match, line
+        yield match.group(1), site, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/files/",
+        "/files/demo/",
+        "/simple/demo/../../",
+        "/.wheelforge.lock",
+        "/%2ewheelforge.lock",
+        "/simple/.hidden",
+        "/files/demo/passwd",  # a symlink to a file outside the site
+        "/files/away/secret",  # a symlinked directory out of the site
+    ],
+)
+def test_serve_offers_no_listing_dot_file_or_symlink_out(
+    served: tuple[str, Path, int], path: str
+) -> None:
+    base, _, _ = served
+    assert status_of(base + path) == 404
+
+
+def test_serve_still_serves_pages_and_files(served: tuple[str, Path, int]) -> None:
+    base, site, _ = served
+    assert status_of(base + "/simple/") == 200
+    assert status_of(base + "/simple/demo/") == 200
+    url = page(site, "demo")["demo-1.0-py3-none-any.whl"]["url"]
+    assert status_of(urllib.parse.urljoin(base + "/simple/demo/", str(url))) == 200
+
+
+def test_idle_connections_are_closed_and_do_not_block(served: tuple[str, Path, int]) -> None:
+    base, _, pid = served
+    host, port = urllib.parse.urlsplit(base).netloc.split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(50)]
+    try:
+        opened = time.monotonic()
+        assert status_of(base + "/simple/") == 200  # 4 workers, 50 idle: still answered
+        assert time.monotonic() - opened < 1.0
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        assert threads < 20, threads  # no thread for each connection
+        for sock in idle:  # closed by the server after the 1 s idle timeout
+            assert sock.recv(1) == b""
+        assert time.monotonic() - opened < 8
+        # a client that starts a request and stalls is closed too
+        with socket.create_connection((host, int(port)), timeout=10) as slow:
+            slow.sendall(b"GET /simple/ HTTP/1.1\r\n")
+            assert slow.recv(1) == b""
+        assert status_of(base + "/simple/") == 200
+    finally:
+        for sock in idle:
+            sock.close()
