@@ -50,10 +50,21 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
         "serve",
         help="serve a static index on 127.0.0.1 (for testing)",
         description="Serve SITE with PEP 691 content negotiation (JSON or HTML by the "
-        "Accept header, or ?format=). Stops on Ctrl-C.",
+        "Accept header, or ?format=). No directory listings, dot-files or symlinks out of "
+        "SITE; idle connections are closed. Stops on Ctrl-C.",
     )
     serve.add_argument("site", type=Path, metavar="SITE")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any)")
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection idle this long (default: 10)",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=16, help="requests served at once (default: 16)"
+    )
 
     pub = sub.add_parser(
         "publish",
@@ -194,7 +205,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from wheelforge.publish.serve import make_server, simple_url
 
-    server = make_server(args.site, args.port)
+    server = make_server(args.site, args.port, idle_timeout=args.idle_timeout, workers=args.workers)
     info(f"serving {args.site} at {simple_url(server)} (Ctrl-C stops)")
     try:
         server.serve_forever()

@@ -33,7 +33,7 @@ from packaging import metadata as core_metadata
 
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_path, atomic_write
-from wheelforge.paths import ensure_inside
+from wheelforge.paths import ensure_inside, inside, remove_tree
 from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
 from wheelforge.wheel.wheelfile import Wheel
 
@@ -107,12 +107,48 @@ class Site:
 
     @contextmanager
     def locked(self) -> Iterator[Site]:
-        """Hold the site's lock; clear what an interrupted writer left behind."""
+        """Hold the site's lock; clear what an interrupted writer left behind. A site
+        whose lock, ``simple/``, ``files/`` or pages are symlinks is refused."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / _LOCK_NAME, "a") as lock:  # "a": no write, no new mtime
+        lock_path = self.root / _LOCK_NAME
+        self._refuse_link(lock_path)
+        try:  # no write, no new mtime; O_NOFOLLOW: a symlink planted since is refused too
+            fd = os.open(lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise InvalidInput(f"{lock_path}: cannot open the site lock ({err.strerror})") from None
+        with os.fdopen(fd, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            shutil.rmtree(self.root / _STAGING_NAME, ignore_errors=True)
+            self.check_layout()
+            remove_tree(self.root / _STAGING_NAME, root=self.root)
             yield self
+
+    def check_layout(self) -> None:
+        """Refuse a site whose ``simple/`` (or anything in it), ``files/``, lock or
+        staging directory is a symlink or lies outside the site."""
+        for name in ("simple", "files", _STAGING_NAME, _LOCK_NAME):
+            self._refuse_link(self.root / name)
+        if self.simple.is_dir():
+            for directory, dirs, files in os.walk(self.simple):
+                for name in dirs + files:
+                    self._refuse_link(Path(directory) / name)
+
+    def _refuse_link(self, path: Path) -> None:
+        if path.is_symlink():
+            raise InvalidInput(
+                f"{path}: a symlink in the site (to {os.readlink(path)}); a site holds only "
+                "files and directories wheelforge wrote: remove it"
+            )
+        if os.path.lexists(path):
+            ensure_inside(path, self.root, where=f"{self.root}: site path")
+
+    def _store_path(self, *names: str) -> Path:
+        """``files/names…``, each level checked: no symlink, nothing outside the site."""
+        path = self.root / "files"
+        self._refuse_link(path)
+        for name in names:
+            self._refuse_link(path / name)
+            path = inside(path, name, where=f"{self.root}: store path")
+        return path
 
     # -- reading --------------------------------------------------------------
 
@@ -168,8 +204,7 @@ class Site:
         else:
             sha256 = sha256_bytes(data)
             size = len(data)
-        directory = self.root / "files" / artifact.project / sha256[:16]
-        target = directory / artifact.name
+        target = self._store_path(artifact.project, sha256[:16], artifact.name)
         new = not target.exists()
         if new:
             with atomic_path(target) as tmp:
@@ -177,6 +212,8 @@ class Site:
                     shutil.copyfile(artifact.path, tmp)
                 else:
                     tmp.write_bytes(data)
+        else:
+            _verify(target, sha256)
         metadata = _core_metadata(artifact)
         metadata_sha256 = requires_python = None
         if metadata is not None:
@@ -184,9 +221,11 @@ class Site:
             requires_python = raw.get("requires_python")
         if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
             metadata_sha256 = sha256_bytes(metadata)
-            sidecar = target.with_name(target.name + ".metadata")
+            sidecar = self._store_path(artifact.project, sha256[:16], artifact.name + ".metadata")
             if not sidecar.exists():
                 atomic_write(sidecar, metadata)
+            else:
+                _verify(sidecar, metadata_sha256)
         url = f"../../files/{artifact.project}/{sha256[:16]}/{artifact.name}"
         file = IndexedFile(artifact.name, url, sha256, size, requires_python, metadata_sha256)
         return Stored(artifact.project, file, new)
@@ -198,7 +237,8 @@ class Site:
         entry of the same filename; swap the new pages in atomically. Returns the
         projects whose pages changed."""
         staging = self.root / _STAGING_NAME
-        shutil.rmtree(staging, ignore_errors=True)
+        self.check_layout()
+        remove_tree(staging, root=self.root)
         if self.simple.is_dir():
             shutil.copytree(self.simple, staging, copy_function=_link_or_copy)
         else:
@@ -289,6 +329,16 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 # -- files --------------------------------------------------------------------------
+
+
+def _verify(path: Path, sha256: str) -> None:
+    """A store file that is there already is trusted only if its bytes match its name."""
+    found = sha256_file(path)
+    if found != sha256:
+        raise InvalidInput(
+            f"{path}: already in the site's store with other content (sha256 {found[:16]}…, "
+            f"expected {sha256[:16]}…); a store file never changes: remove it and run again"
+        )
 
 
 def _core_metadata(artifact: Artifact) -> bytes | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from wheelforge.errors import InvalidInput
 from wheelforge.publish.index import Site
-from wheelforge.publish.release import VARIANTS_SUFFIX, Artifact, Role
+from wheelforge.publish.release import VARIANTS_SUFFIX, Artifact, Role, sha256_bytes
 from wheelforge.variants.merge import merge
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps, loads
 from wheelforge.variants_file import Release, release_metadata
@@ -65,9 +65,15 @@ def _published_variants(site: Site | None, artifact: Artifact) -> VariantMetadat
         return None
     path = site.path_of(artifact.project, listed)
     try:
-        return loads(path.read_bytes(), source=str(path))
+        data = path.read_bytes()
     except OSError as err:
         raise InvalidInput(f"{path}: listed on the site but unreadable ({err})") from None
+    if sha256_bytes(data) != listed.sha256:
+        raise InvalidInput(
+            f"{path}: its content does not match the sha256 its page lists "
+            f"({listed.sha256[:16]}…); the site's store was changed under it"
+        )
+    return loads(data, source=str(path))
 
 
 def _release_key(wheel: Artifact) -> tuple[str, str]:

@@ -137,10 +137,14 @@ def publish(
         )
     if dry_run:
         return result
-    for name, target, plan in plans:
-        todo = [(step, action) for step, action in plan if action.action == "send"]
+    for index, (name, target, plan) in enumerate(plans):
         if isinstance(target, Site):
             with target.locked():
+                # Plan again under the lock: another writer may have published since the
+                # plan above, and the variants file must merge what the site holds now.
+                plan = _plan_site(target, artifacts, schema)
+                plans[index] = (name, target, plan)
+                todo = [(step, action) for step, action in plan if action.action == "send"]
                 for step, _ in todo:
                     stored = target.store(step.artifact, step.data)
                     target.publish_pages({stored.project: [stored.file]})
@@ -148,11 +152,13 @@ def publish(
                     if progress:
                         progress(name, step.artifact.name, "published")
         else:
+            todo = [(step, action) for step, action in plan if action.action == "send"]
             for step, _ in todo:
                 twine_upload(target, step.artifact.path)
                 state.record(name, step, sha256_file(step.artifact.path))
                 if progress:
                     progress(name, step.artifact.name, "uploaded")
+    result.actions = [action for _, _, plan in plans for _, action in plan]
     return result
 
 
@@ -163,6 +169,7 @@ def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
 
 
 def _plan_site(site: Site, artifacts: list[Artifact], schema: Schema) -> list[tuple[Step, Action]]:
+    site.check_layout()
     site.check_new(artifacts)
     plan = []
     pages = {project: site.files(project) for project in {a.project for a in artifacts}}

@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import functools
 import http.server
+import io
 import os
+import selectors
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from wheelforge.errors import InvalidInput
 from wheelforge.simple_api import HTML_CONTENT_TYPE, JSON_CONTENT_TYPE
+
+IDLE_TIMEOUT = 10.0  # seconds a connection may sit idle before it is closed
+WORKERS = 16  # requests served at once
 
 _CHOICES = {
     JSON_CONTENT_TYPE: "index.json",
@@ -53,12 +61,26 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         ".json": "application/json",
     }
 
+    def setup(self) -> None:
+        self.timeout = getattr(self.server, "idle_timeout", None)  # type: ignore[misc]
+        super().setup()
+
     def send_head(self) -> IO[bytes] | None:  # type: ignore[override]
         url = urllib.parse.urlsplit(self.path)
+        names = urllib.parse.unquote(url.path).split("/")
+        if any(name.startswith(".") for name in names):  # the lock, staging, temp files
+            self.send_error(404)
+            return None
         path = Path(self.translate_path(url.path))
+        if not self._in_site(path):  # a symlink out of the site
+            self.send_error(404)
+            return None
         if path.is_dir() and (path / "index.json").is_file() and url.path.endswith("/"):
             query = urllib.parse.parse_qs(url.query).get("format", [None])[0]
             page = path / negotiate(self.headers.get("Accept"), query)
+            if not self._in_site(page):
+                self.send_error(404)
+                return None
             content_type = JSON_CONTENT_TYPE if page.name == "index.json" else "text/html"
             f = open(page, "rb")  # noqa: SIM115 - the base class closes it
             self.send_response(200)
@@ -68,6 +90,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             return f
         return super().send_head()
+
+    def _in_site(self, path: Path) -> bool:
+        root: Path = self.server.root  # type: ignore[attr-defined]
+        resolved = path.resolve()
+        return resolved == root or root in resolved.parents
+
+    def list_directory(self, path: str | os.PathLike[str]) -> io.BytesIO | None:
+        self.send_error(404)  # no listings: a site is read through its pages
+        return None
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.quiet:  # type: ignore[attr-defined]
@@ -88,15 +119,113 @@ def serving(site: Path, port: int = 0, *, quiet: bool = True) -> Iterator[str]:
         server.server_close()
 
 
-def make_server(site: Path, port: int = 0, *, quiet: bool = False) -> http.server.HTTPServer:
+class _PooledServer(http.server.HTTPServer):
+    """Requests run on a fixed pool of workers. A connection gets a worker only once it
+    has sent something; one idle for ``idle_timeout`` seconds (waiting, or in the middle
+    of a request) is closed; past ``max_waiting`` idle connections new ones are closed."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: Any,
+        *,
+        root: Path,
+        idle_timeout: float,
+        workers: int,
+        max_waiting: int = 1024,
+    ) -> None:
+        super().__init__(address, handler)
+        self.root = root.resolve()
+        self.idle_timeout = idle_timeout
+        self.quiet = False
+        self._max_waiting = max_waiting
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._lock = threading.Lock()
+        self._arrived: list[tuple[socket.socket, Any]] = []
+        self._waiting: dict[socket.socket, tuple[Any, float]] = {}
+        self._closing = False
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._arrived) + len(self._waiting) >= self._max_waiting:
+                self.shutdown_request(request)
+                return
+            self._arrived.append((request, client_address))
+        self._wake_write.send(b"\0")
+
+    def _wait(self) -> None:
+        """Watch idle connections: hand a readable one to a worker, close a stale one."""
+        while not self._closing:
+            now = time.monotonic()
+            deadline = min((d for _, d in self._waiting.values()), default=now + 1.0)
+            for key, _ in self._selector.select(max(0.0, deadline - now)):
+                if key.fileobj is self._wake_read:
+                    self._wake_read.recv(4096)
+                    continue
+                request = key.fileobj
+                self._selector.unregister(request)
+                address, _ = self._waiting.pop(request)  # type: ignore[call-overload]
+                self._pool.submit(self._work, request, address)
+            with self._lock:
+                arrived, self._arrived = self._arrived, []
+            now = time.monotonic()
+            for request, address in arrived:
+                self._waiting[request] = (address, now + self.idle_timeout)
+                self._selector.register(request, selectors.EVENT_READ)
+            for request, (_, deadline) in list(self._waiting.items()):
+                if deadline <= now:
+                    self._selector.unregister(request)
+                    del self._waiting[request]
+                    self.shutdown_request(request)
+        for request in [*self._waiting, *(r for r, _ in self._arrived)]:
+            self.shutdown_request(request)
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._closing = True
+        self._wake_write.send(b"\0")
+        self._waiter.join()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
+
+
+def make_server(
+    site: Path,
+    port: int = 0,
+    *,
+    quiet: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT,
+    workers: int = WORKERS,
+) -> http.server.HTTPServer:
     if not (site / "simple").is_dir():
         raise InvalidInput(f"{site}: not a site (no simple/ directory; run 'wheelforge index')")
+    if idle_timeout <= 0 or workers < 1:
+        raise InvalidInput(
+            f"--idle-timeout {idle_timeout}, --workers {workers}: expected positive numbers"
+        )
     handler = functools.partial(_Handler, directory=str(site))
     try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server = _PooledServer(
+            ("127.0.0.1", port), handler, root=site, idle_timeout=idle_timeout, workers=workers
+        )
     except OSError as err:
         raise InvalidInput(f"127.0.0.1:{port}: cannot listen ({err.strerror})") from None
-    server.quiet = quiet  # type: ignore[attr-defined]
+    server.quiet = quiet
     return server
 
 
