@@ -451,3 +451,16 @@ def test_normalized_sdists_depend_on_content_alone(tmp_path: Path) -> None:
         assert archive.getnames() == sorted(files)
         assert {m.mtime for m in archive} == {1_000} and {m.uname for m in archive} == {""}
     assert sdist_digest(one) == sdist_digest(first)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("2", 2.0), ("inf", 30.0), ("nan", 30.0), ("-5", 0.1), ("1e9", 3600.0), ("soon", 30.0)],
+)
+def test_the_heartbeat_interval_is_bounded(
+    value: str, seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelforge.build.logs import heartbeat_interval
+
+    monkeypatch.setenv("WHEELFORGE_HEARTBEAT", value)
+    assert heartbeat_interval() == seconds

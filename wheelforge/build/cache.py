@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wheelforge import __version__
@@ -44,6 +44,11 @@ def build_key(
         "python": python_version,
         "source-date-epoch": source_date_epoch,
     }
+    return cache_key(inputs)
+
+
+def cache_key(inputs: Mapping[str, object]) -> str:
+    """The sha256 of a cache entry's inputs (JSON, keys sorted)."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

@@ -3,6 +3,7 @@ and, when it fails, the lines of the log that say why."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -32,11 +33,12 @@ Heartbeat = Callable[[str], None]
 
 
 def heartbeat_interval() -> float:
-    """Seconds between heartbeats: ``$WHEELFORGE_HEARTBEAT``, else 30."""
+    """Seconds between heartbeats: ``$WHEELFORGE_HEARTBEAT`` (0.1 to 3600), else 30."""
     try:
-        return max(0.1, float(os.environ.get("WHEELFORGE_HEARTBEAT", "30")))
+        seconds = float(os.environ.get("WHEELFORGE_HEARTBEAT", "30"))
     except ValueError:
         return 30.0
+    return min(3600.0, max(0.1, seconds)) if math.isfinite(seconds) else 30.0
 
 
 def error_excerpt(text: str) -> str | None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +18,7 @@ from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.build.backend import pep517_build
-from wheelforge.build.cache import BuildCache, build_key
+from wheelforge.build.cache import BuildCache, build_key, cache_key
 from wheelforge.build.compiler_cache import (
     CacheStats,
     compiler_cache_session,
@@ -249,7 +247,7 @@ def prepare_source(
     if matrix.source_mode == "tree":
         return Source("tree", tree_digest, None, files)
     inputs = {"wheelforge": __version__, "tree": tree_digest, "source-date-epoch": epoch}
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    key = cache_key(inputs)
     cache = BuildCache(options.cache_dir / "sdists") if options.cache_dir is not None else None
     staging = options.work_dir / "sdist"
     sdist = (
