@@ -43,7 +43,6 @@ def iter_elf_members(wheel: Wheel, scratch: Path) -> Iterator[tuple[str, Path]]:
         chunks = wheel.zip.iter_content(member)
         first = next(chunks, b"")
         if not first.startswith(ELF_MAGIC):
-            chunks.close()
             continue
         target = scratch / f"member-{os.getpid()}.elf"
         with target.open("wb") as out:
@@ -77,14 +76,16 @@ def dynamic_info(path: Path, *, member: str = "") -> DynamicInfo:
             if not isinstance(section, DynamicSection):
                 continue
             for tag in section.iter_tags():
+                # pyelftools sets the string value as an attribute named after the tag.
+                value = vars(tag)
                 if tag.entry.d_tag == "DT_SONAME":
-                    soname = tag.soname
+                    soname = value["soname"]
                 elif tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(tag.needed)
+                    needed.append(value["needed"])
                 elif tag.entry.d_tag == "DT_RUNPATH":
-                    runpath.extend(p for p in tag.runpath.split(":") if p)
+                    runpath.extend(p for p in value["runpath"].split(":") if p)
                 elif tag.entry.d_tag == "DT_RPATH":
-                    rpath.extend(p for p in tag.rpath.split(":") if p)
+                    rpath.extend(p for p in value["rpath"].split(":") if p)
     except (ELFError, ValueError) as err:
         raise InvalidInput(f"{member or path}: damaged dynamic section ({err})") from None
     finally:
