@@ -450,8 +450,9 @@ def fallback_requirement_findings(facts: _WheelFacts) -> list[Finding]:
         except InvalidRequirement:
             continue  # a metadata finding already
         if _is_gpu_runtime_project(requirement.name) and not _opt_in(requirement):
+            quoted = f" ({line})" if line.strip() != requirement.name else ""
             findings.append(
-                _guard(facts, f"requires the GPU runtime package {requirement.name} ({line})")
+                _guard(facts, f"requires the GPU runtime package {requirement.name}{quoted}")
             )
     return findings
 
