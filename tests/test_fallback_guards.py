@@ -8,6 +8,7 @@ another name. A CUDA-labelled variant holding the same CUDA library is not flagg
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -288,3 +289,68 @@ def test_fallback_guard_on_one_wheel(tmp_path: Path, libs: Libraries) -> None:
     assert [f.severity for f in plain] == [Severity.ERROR] * 3
     assert by_name["demo-1.0-py3-none-linux_x86_64-cu13.whl"] == []
     assert by_name["demo-1.0-py3-none-linux_x86_64-null.whl"] == []
+
+
+# -- at the end of build --------------------------------------------------------------
+
+BUILD_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "guarded"
+version = "1.0"
+description = "A project whose fallbacks require a GPU runtime."
+dependencies = ["nvidia-cublas"]
+
+[tool.setuptools]
+packages = ["guarded"]
+"""
+
+BUILD_MATRIX = """\
+[project]
+path = "{project}"
+
+[[variants]]
+id = "plain"
+kind = "plain"
+
+[[variants]]
+id = "cpu"
+kind = "null"
+
+[[variants]]
+id = "cuda"
+label = "cu130"
+properties = ["nvidia :: cuda_version_lower_bound :: 13.0"]
+"""
+
+
+@pytest.mark.slow
+def test_build_rejects_fallbacks_that_require_a_gpu_runtime(tmp_path: Path, cli: Cli) -> None:
+    """A pure-Python project (no compiler, one setuptools build shared by the three
+    jobs) that requires nvidia-cublas everywhere: the plain and null jobs are rejected,
+    the run fails, the CUDA variant is fine."""
+    project = tmp_path / "guarded-src"
+    (project / "guarded").mkdir(parents=True)
+    (project / "guarded" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(BUILD_PYPROJECT)
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text(BUILD_MATRIX.format(project=project))
+    code, out, err = cli(
+        "build", "--matrix", matrix, "--out", tmp_path / "dist", "--cache-dir",
+        tmp_path / "cache", "--work-dir", tmp_path / "work", "--json",
+    )  # fmt: skip
+    assert code == 1, err
+    results = {r["job"]: r for r in json.loads(out)}
+    assert {job: r["status"] for job, r in results.items()} == {
+        "plain": "rejected",
+        "cpu": "rejected",
+        "cuda": "cached",  # the same build as the plain job
+    }
+    assert results["plain"]["error"] == (
+        "requires the GPU runtime package nvidia-cublas; the plain wheel is the fallback "
+        "for machines without a GPU: move it to a variant"
+    )
+    assert "error: job cpu: requires the GPU runtime package nvidia-cublas; the null variant" in err
