@@ -45,7 +45,7 @@ from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
-from wheelforge.publish.check import Severity, fallback_guard
+from wheelforge.publish.check import Finding, Severity, fallback_guard
 from wheelforge.repair import check_size, repair_wheel
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
@@ -555,10 +555,10 @@ def build_jobs(
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         by_id = {result.job.id: result for result in pool.map(run, order)}
     by_id.update({result.job.id: result for result in build_plan.unavailable})
-    results = [_guard_fallback(by_id[job.id], progress) for job in jobs]
+    results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
-    return results
+    return [_guard_fallback(result, progress) for result in results]
 
 
 def _guard_fallback(result: JobResult, progress: Progress) -> JobResult:
@@ -567,7 +567,11 @@ def _guard_fallback(result: JobResult, progress: Progress) -> JobResult:
     run (the wheel stays in the output, where ``check`` reports it too)."""
     if not result.ok or result.wheel is None:
         return result
-    errors = [f.message for f in fallback_guard(result.wheel) if f.severity is Severity.ERROR]
+    try:
+        findings = fallback_guard(result.wheel)
+    except InvalidInput as err:  # a wheel the guards cannot read cannot pass them
+        findings = [Finding(Severity.ERROR, result.wheel.name, "fallback-gpu", err.message)]
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
     if not errors:
         return result
     for message in errors:
