@@ -45,6 +45,7 @@ from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
+from wheelforge.publish.check import Finding, Severity, fallback_guard
 from wheelforge.repair import check_size, repair_wheel
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
@@ -58,7 +59,9 @@ SDIST_JOB = "sdist"  # the progress and manifest name of the sdist step
 @dataclass(frozen=True)
 class JobResult:
     job: Job
-    status: str  # "built" | "cached" | "failed" | "skipped" | "unavailable"
+    # "built" | "cached" | "failed" | "skipped" | "unavailable" | "rejected" (built, but a
+    # fallback wheel with GPU content: check's fallback guards)
+    status: str
     seconds: float = 0.0
     wheel: Path | None = None
     log: Path | None = None
@@ -555,4 +558,22 @@ def build_jobs(
     results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
-    return results
+    return [_guard_fallback(result, progress) for result in results]
+
+
+def _guard_fallback(result: JobResult, progress: Progress) -> JobResult:
+    """``check``'s fallback guards on a built plain wheel or null variant: GPU device
+    code, GPU libraries or GPU runtime requirements there reject the job, which fails the
+    run (the wheel stays in the output, where ``check`` reports it too)."""
+    if not result.ok or result.wheel is None:
+        return result
+    try:
+        findings = fallback_guard(result.wheel)
+    except InvalidInput as err:  # a wheel the guards cannot read cannot pass them
+        findings = [Finding(Severity.ERROR, result.wheel.name, "fallback-gpu", err.message)]
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    if not errors:
+        return result
+    for message in errors:
+        progress(result.job.id, f"REJECTED: {message}")
+    return dataclasses.replace(result, status="rejected", error="; ".join(errors))
