@@ -357,6 +357,24 @@ class WheelIsa:
     def dispatched_level(self) -> int:
         return max((lib.dispatched_level for lib in self.libraries), default=BASELINE)
 
+    def reason(self) -> str:
+        """Why the wheel needs its required level, in a few words."""
+        level = self.required_level
+        for library in self.libraries:
+            if library.required_level < level or level <= BASELINE:
+                continue
+            culprits = [f for f in library.functions if f.kind != "dispatched" and f.level == level]
+            if not culprits:
+                return f"GNU property note of {library.member}"
+            first = culprits[0]
+            extensions = [e for e in first.extensions if EXTENSION_LEVELS.get(e) == level]
+            return (
+                f"{'/'.join(extensions)} in {first.name}"
+                f"{f' and {len(culprits) - 1} more' if len(culprits) > 1 else ''}, "
+                f"{first.kind}, {library.member}"
+            )
+        return "baseline code"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -877,3 +895,118 @@ def audit_wheel(
                 audit_elf(extracted, member=member, declarations=declarations, jobs=jobs)
             )
     return WheelIsa(str(path), tuple(libraries))
+
+
+# -- judging a claim ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a library's code means for a wheel that claims ``claim``."""
+
+    severity: str  # "error", "warning" or "info"
+    message: str
+
+
+def claimed_level(properties: Iterable[Any] | None) -> int:
+    """The level a wheel promises to run on: the lowest ``x86_64 :: level :: vN`` of its
+    properties; baseline for a plain wheel, the null variant and every other variant."""
+    levels = [
+        int(p.value[1:])
+        for p in properties or ()
+        if p.namespace == "x86_64" and p.feature == "level" and re.fullmatch(r"v[1-9]", p.value)
+    ]
+    return min(levels, default=BASELINE)
+
+
+def _listing(functions: Sequence[FunctionIsa], above: int, limit: int = 3) -> str:
+    picked = [f for f in functions if f.level > above]
+    extensions = sorted(
+        {e for f in picked for e in f.extensions if (EXTENSION_LEVELS.get(e) or 0) > above},
+        key=lambda e: (-(EXTENSION_LEVELS.get(e) or 0), e),
+    )
+    names = ", ".join(f.name for f in picked[:limit])
+    more = f" and {len(picked) - limit} more" if len(picked) > limit else ""
+    return f"{', '.join(extensions)} in {names}{more}"
+
+
+def judge(library: LibraryIsa, claim: int, claimant: str) -> list[Problem]:
+    """The findings for ``library`` in a wheel (``claimant``, e.g. "the plain wheel")
+    that claims level ``claim``: an error when code that runs unconditionally needs more
+    (load-time code, code without a CPU check, a GNU property note), information when
+    only dispatched code does, a warning for extensions no level implies."""
+    if not library.audited:
+        return []
+    member, problems = library.member, []
+    promise = f"{claimant} claims {level_name(claim)}"
+    load_time = library.responsible(claim, kind="load-time")
+    if load_time:
+        problems.append(Problem("error", (
+            f"{member}: code the loader runs (init_array, .ctors, DT_INIT and what they "
+            f"call) needs {level_name(max(f.level for f in load_time))} "
+            f"({_listing(load_time, claim)}); {promise}: importing it on an older CPU "
+            "dies with SIGILL"
+        )))  # fmt: skip
+    if library.note_level is not None and library.note_level > claim:
+        problems.append(Problem("error", (
+            f"{member}: its GNU property note (x86 ISA needed) says "
+            f"{level_name(library.note_level)}, which glibc enforces when loading it; {promise}"
+        )))  # fmt: skip
+    required = library.responsible(claim, kind="required")
+    if required:
+        name = member.rsplit("/", 1)[-1]
+        problems.append(Problem("error", (
+            f"{member}: code without a runtime CPU check needs "
+            f"{level_name(max(f.level for f in required))} ({_listing(required, claim)}); "
+            f"{promise}: calling it on an older CPU dies with SIGILL (if it runs only after "
+            f"a CPU check, declare it: --isa-dispatched '{name}:FUNCTION_GLOB')"
+        )))  # fmt: skip
+    dispatched = library.responsible(claim, kind="dispatched")
+    if dispatched:
+        evidence = library.dispatch[0] if library.dispatch else "declared dispatched"
+        problems.append(Problem("info", (
+            f"{member}: dispatched code needs {level_name(library.dispatched_level)} "
+            f"({_listing(dispatched, claim)}); it runs only where the CPU has it "
+            f"({evidence})"
+        )))  # fmt: skip
+    beyond = sorted(
+        {e for f in library.functions if f.kind != "dispatched" for e in f.extensions
+         if e in _BEYOND_LEVELS}
+    )  # fmt: skip
+    if beyond:
+        users = [f.name for f in library.functions
+                 if f.kind != "dispatched" and set(f.extensions) & set(beyond)]  # fmt: skip
+        problems.append(Problem("warning", (
+            f"{member}: uses {', '.join(beyond)}, which no x86-64 level implies, without a "
+            f"runtime CPU check (in {', '.join(users[:3])}"
+            f"{f' and {len(users) - 3} more' if len(users) > 3 else ''})"
+        )))  # fmt: skip
+    return problems
+
+
+# Extensions that need a CPU feature beyond what the levels promise (TZCNT is not here:
+# on older CPUs it runs as BSF, which is why compilers emit it for baseline code).
+_BEYOND_LEVELS = frozenset(
+    {
+        "AES", "PCLMULQDQ", "SHA", "RDRAND", "RDSEED", "ADX", "SSE4A", "GFNI", "XOP",
+        "FMA4", "XSAVEOPT", "XSAVEC", "AVX-VNNI", "VAES", "VPCLMULQDQ", "AVX-512VNNI",
+        "AVX-512IFMA", "AVX-512VBMI", "AVX-512VBMI2", "AVX-512BITALG", "AVX-512VPOPCNTDQ",
+        "AVX-512BF16", "AVX-512VP2INTERSECT", "AVX-512 (Xeon Phi)", "AVX-512FP16",
+    }
+)  # fmt: skip
+
+
+def wheel_claim(path: Path) -> tuple[int, str]:
+    """The level the wheel at ``path`` claims, and who claims it ("the plain wheel")."""
+    from wheelforge.variants.labels import NULL_LABEL
+    from wheelforge.wheel.wheelfile import Wheel
+
+    with Wheel(path) as wheel:
+        label = wheel.filename.label
+        if label is None:
+            return BASELINE, "the plain wheel"
+        if label == NULL_LABEL:
+            return BASELINE, "the null variant"
+        meta = wheel.variant_metadata()
+        properties = meta.variants.get(label, ()) if meta is not None else ()
+        return claimed_level(properties), f"variant {label!r}"

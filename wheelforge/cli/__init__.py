@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import ci, publish, select
+from wheelforge.cli import ci, isa, publish, select
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS.update(publish.add_commands(sub))
     COMMANDS.update(select.add_commands(sub))
     COMMANDS.update(ci.add_commands(sub))
+    COMMANDS.update(isa.add_commands(sub))
     return parser
 
 
