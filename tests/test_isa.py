@@ -294,3 +294,15 @@ def test_audit_command(tmp_path: Path, isa_wheels: dict[str, Path], cli: Cli) ->
     assert report["libraries"][0]["functions"][0]["name"] == "fill_table"
     code, out, _ = cli("audit", isa_wheels["dispatched"])
     assert code == 0 and "sum_avx512" in out and "dispatched" in out
+
+
+def test_damaged_library_is_invalid_input_not_a_crash(tmp_path: Path) -> None:
+    from wheelforge.errors import InvalidInput
+
+    library = _compile(tmp_path, "int f(void) { return 1; }\n")
+    data = bytearray(library.read_bytes())
+    data[0x28:0x30] = (len(data) * 4).to_bytes(8, "little")  # e_shoff past the end
+    broken = tmp_path / "broken.so"
+    broken.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(InvalidInput):
+        audit_elf(broken)

@@ -440,6 +440,12 @@ class _Layout:
 def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
     regions, plt = [], []
     sections = list(elf.iter_sections())
+    size = os.fstat(stream.fileno()).st_size
+    for section in sections:
+        if section["sh_type"] != "SHT_NOBITS" and (
+            section["sh_offset"] < 0 or section["sh_offset"] + section["sh_size"] > size
+        ):
+            raise InvalidInput(f"section {section.name or '?'} lies outside the file")
     by_name = {section.name: section for section in sections}
     for section in sections:
         flags = section["sh_flags"]
@@ -461,8 +467,7 @@ def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
         if symtab is None or symtab["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
             continue
         strtab = sections[symtab["sh_link"]]
-        stream.seek(strtab["sh_offset"])
-        strings = stream.read(strtab["sh_size"])
+        strings = _read_at(stream, strtab["sh_offset"], strtab["sh_size"])
         dispatch_refs.update(n for n in DISPATCH_SYMBOLS if b"\0" + n.encode() + b"\0" in strings)
         for start, name, ifunc in _functions(stream, symtab, strings):
             if ifunc:
@@ -483,13 +488,21 @@ def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
     return layout
 
 
+def _read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset``: all of them, or InvalidInput (a damaged header)."""
+    stream.seek(offset)
+    data = stream.read(max(0, size))
+    if len(data) != max(0, size):
+        raise InvalidInput(f"{size} bytes at offset {offset} lie outside the file")
+    return data
+
+
 def _functions(stream: BinaryIO, symtab: Any, strings: bytes) -> Iterator[tuple[int, str, bool]]:
     """(address, name, is an ifunc) of each defined function symbol (read with struct:
     pyelftools takes seconds for the 100k symbols of a big C++ library)."""
     if symtab["sh_entsize"] != 24:
         return
-    stream.seek(symtab["sh_offset"])
-    data = stream.read(symtab["sh_size"] // 24 * 24)
+    data = _read_at(stream, symtab["sh_offset"], symtab["sh_size"] // 24 * 24)
     for st_name, st_info, _, shndx, value, _ in struct.iter_unpack("<IBBHQQ", data):
         kind = st_info & 0xF
         if kind not in (2, 10) or not value or shndx == 0:  # STT_FUNC, STT_GNU_IFUNC
@@ -514,15 +527,14 @@ def _eh_frame_starts(hdr: Any, stream: BinaryIO) -> list[int]:
     """Function starts from .eh_frame_hdr's binary search table (covers stripped code)."""
     if hdr is None or hdr["sh_size"] < 12:
         return []
-    stream.seek(hdr["sh_offset"])
-    head = stream.read(12)
+    head = _read_at(stream, hdr["sh_offset"], 12)
     version, _ptr_enc, count_enc, table_enc = head[:4]
     if version != 1 or count_enc != 0x03 or table_enc != 0x3B:
         return []  # not the udata4 count + datarel sdata4 table every linker writes
     (count,) = struct.unpack_from("<I", head, 8)
     count = min(count, (hdr["sh_size"] - 12) // 8)
     table = array("i")
-    table.frombytes(stream.read(count * 8))
+    table.frombytes(_read_at(stream, hdr["sh_offset"] + 12, count * 8))
     base = hdr["sh_addr"]
     return [base + v for v in table[0::2]]
 
@@ -552,9 +564,11 @@ def _init_addresses(elf: ELFFile, stream: BinaryIO, sections: list[Any]) -> set[
         )  # fmt: skip
         if holder is None or not size:
             continue
-        stream.seek(holder["sh_offset"] + address - holder["sh_addr"])
+        size = min(size, holder["sh_addr"] + holder["sh_size"] - address)
         values = array("Q")
-        values.frombytes(stream.read(size // 8 * 8))
+        values.frombytes(
+            _read_at(stream, holder["sh_offset"] + address - holder["sh_addr"], size // 8 * 8)
+        )
         for i, value in enumerate(values):
             if value == 0:  # a RELA relocation holds it
                 unresolved.append(address + 8 * i)
@@ -570,9 +584,8 @@ def _relative_addends(stream: BinaryIO, sections: list[Any], where: set[int]) ->
     for section in sections:
         if section["sh_type"] != "SHT_RELA" or section["sh_entsize"] != 24:
             continue
-        stream.seek(section["sh_offset"])
         entries = array("Q")
-        entries.frombytes(stream.read(section["sh_size"] // 24 * 24))
+        entries.frombytes(_read_at(stream, section["sh_offset"], section["sh_size"] // 24 * 24))
         offsets = entries[0::3]
         for offset in where.intersection(offsets):
             i = offsets.index(offset)
@@ -788,7 +801,9 @@ def audit_elf(
                 return LibraryIsa(member, machine, False, BASELINE, BASELINE, None,
                                   (), (), (), (), 0)  # fmt: skip
             layout = _layout(elf, stream)
-        except (ELFError, ValueError, struct.error) as err:
+        except InvalidInput as err:
+            raise InvalidInput(f"{member}: damaged ELF file ({err.message})") from None
+        except (ELFError, ValueError, struct.error, IndexError, KeyError, OSError) as err:
             raise InvalidInput(f"{member}: not a readable ELF file ({err})") from None
         fd = stream.fileno()
         chunks = [c for r in layout.regions for c in _chunks(r, layout.starts)]
