@@ -306,3 +306,16 @@ def test_damaged_library_is_invalid_input_not_a_crash(tmp_path: Path) -> None:
     broken.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(InvalidInput):
         audit_elf(broken)
+
+
+def test_public_capstone_api_gives_the_same_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback through capstone's public ``disasm_lite`` (for a binding whose C
+    structures the fast path cannot read) agrees with the fast path."""
+    from wheelforge.isa import _decoder
+
+    library = _assemble(tmp_path, _functions({k: v[0] for k, v in _KINDS.items()}))
+    fast = audit_elf(library)
+    monkeypatch.setattr(_decoder(), "fast", False)
+    assert audit_elf(library) == fast
