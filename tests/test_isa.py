@@ -319,3 +319,37 @@ def test_public_capstone_api_gives_the_same_audit(
     fast = audit_elf(library)
     monkeypatch.setattr(_decoder(), "fast", False)
     assert audit_elf(library) == fast
+
+
+_STRIPPED = """
+.section .init_array,"aw"
+.align 8
+.quad ctor
+.text
+ctor:
+    {ctor}
+    ret
+kernel:
+    vpaddd %zmm1, %zmm2, %zmm0
+    ret
+detect:
+    cpuid
+    ret
+"""
+
+
+@pytest.mark.parametrize(
+    ("ctor", "required", "kind"),
+    [("nop", 1, "dispatched"), ("vpaddd %zmm1, %zmm2, %zmm0", 4, "load-time")],
+)
+def test_load_time_code_is_followed_not_swept(
+    tmp_path: Path, ctor: str, required: int, kind: str
+) -> None:
+    """A stripped constructor with no symbol and no FDE, followed by hand-written
+    AVX-512 assembly (as dav1d's): the loader runs only the constructor's own code."""
+    library = _assemble(tmp_path, _STRIPPED.format(ctor=ctor))
+    subprocess.run(["strip", "--strip-all", library], check=True)
+    result = audit_elf(library)
+    assert result.required_level == required
+    assert result.dispatched_level == (4 if kind == "dispatched" else 1)
+    assert any(f.level == 4 and f.kind == kind for f in result.functions)

@@ -428,17 +428,17 @@ class _Region:
 @dataclass
 class _Layout:
     regions: list[_Region]
-    starts: list[int]  # function starts, sorted
+    starts: list[int]  # boundaries, sorted: function starts and the ends of known sizes
     names: dict[int, str]
     clones: set[int]  # starts of target_clones versions
     init: set[int]  # addresses the loader calls
-    plt: list[tuple[int, int]]  # (start, end) of PLT sections
+    known: set[int] = field(default_factory=set)  # real function starts (symbol or FDE)
     dispatch: list[str] = field(default_factory=list)
     note_level: int | None = None
 
 
 def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
-    regions, plt = [], []
+    regions = []
     sections = list(elf.iter_sections())
     size = os.fstat(stream.fileno()).st_size
     for section in sections:
@@ -453,13 +453,14 @@ def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
             continue  # SHF_EXECINSTR only, with bytes in the file
         if DEVICE_SECTIONS.match(section.name):
             continue
-        start, end = section["sh_addr"], section["sh_addr"] + section["sh_size"]
         if section.name.startswith(".plt"):
-            plt.append((start, end))
-            continue
-        regions.append(_Region(section.name, section["sh_offset"], start, section["sh_size"]))
-    layout = _Layout(regions, [], {}, set(), set(), plt)
+            continue  # stubs that jump through the GOT
+        regions.append(
+            _Region(section.name, section["sh_offset"], section["sh_addr"], section["sh_size"])
+        )
+    layout = _Layout(regions, [], {}, set(), set())
     starts: set[int] = {r.address for r in regions}
+    ends: set[int] = set()
     ifuncs: set[str] = set()
     dispatch_refs: set[str] = set()
     for table in (".dynsym", ".symtab"):
@@ -469,21 +470,33 @@ def _layout(elf: ELFFile, stream: BinaryIO) -> _Layout:
         strtab = sections[symtab["sh_link"]]
         strings = _read_at(stream, strtab["sh_offset"], strtab["sh_size"])
         dispatch_refs.update(n for n in DISPATCH_SYMBOLS if b"\0" + n.encode() + b"\0" in strings)
-        for start, name, ifunc in _functions(stream, symtab, strings):
+        for start, size, name, ifunc in _functions(stream, symtab, strings):
             if ifunc:
                 ifuncs.add(name)
             starts.add(start)
+            layout.known.add(start)
+            if size:
+                ends.add(start + size)
             if table == ".symtab" or start not in layout.names:
                 layout.names[start] = name
             if CLONE_SUFFIX.search(name):
                 layout.clones.add(start)
-    starts.update(_eh_frame_starts(by_name.get(".eh_frame_hdr"), stream))
+    for start, end in _fde_ranges(by_name.get(".eh_frame_hdr"), by_name.get(".eh_frame"), stream):
+        starts.add(start)
+        layout.known.add(start)
+        if end is not None:
+            ends.add(end)
+    # An end that no function starts at begins code no symbol or FDE covers (hand-written
+    # assembly, say): a region of its own, not the tail of the function before it.
+    starts |= ends
+    layout.init = _init_addresses(elf, stream, sections)
+    starts |= layout.init  # what the loader calls is a function, symbol or not
+    layout.known |= layout.init
     layout.starts = sorted(s for s in starts if _region_of(regions, s) is not None)
     layout.dispatch += [f"references {n}" for n in sorted(dispatch_refs)]
     if ifuncs:
         shown = ", ".join(sorted(ifuncs)[:3])
         layout.dispatch.append(f"{len(ifuncs)} ifunc symbols ({shown})")
-    layout.init = _init_addresses(elf, stream, sections)
     layout.note_level = _note_level(by_name.get(".note.gnu.property"))
     return layout
 
@@ -497,19 +510,21 @@ def _read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
     return data
 
 
-def _functions(stream: BinaryIO, symtab: Any, strings: bytes) -> Iterator[tuple[int, str, bool]]:
-    """(address, name, is an ifunc) of each defined function symbol (read with struct:
+def _functions(
+    stream: BinaryIO, symtab: Any, strings: bytes
+) -> Iterator[tuple[int, int, str, bool]]:
+    """(address, size, name, is an ifunc) of each defined function symbol (read with struct:
     pyelftools takes seconds for the 100k symbols of a big C++ library)."""
     if symtab["sh_entsize"] != 24:
         return
     data = _read_at(stream, symtab["sh_offset"], symtab["sh_size"] // 24 * 24)
-    for st_name, st_info, _, shndx, value, _ in struct.iter_unpack("<IBBHQQ", data):
+    for st_name, st_info, _, shndx, value, size in struct.iter_unpack("<IBBHQQ", data):
         kind = st_info & 0xF
         if kind not in (2, 10) or not value or shndx == 0:  # STT_FUNC, STT_GNU_IFUNC
             continue
         end = strings.find(b"\0", st_name)
         name = strings[st_name : end if end >= 0 else None].decode("utf-8", "replace")
-        yield value, name, kind == 10
+        yield value, size, name, kind == 10
 
 
 def _within(region: _Region, address: int) -> bool:
@@ -523,8 +538,10 @@ def _region_of(regions: Sequence[_Region], address: int) -> _Region | None:
     return None
 
 
-def _eh_frame_starts(hdr: Any, stream: BinaryIO) -> list[int]:
-    """Function starts from .eh_frame_hdr's binary search table (covers stripped code)."""
+def _fde_ranges(hdr: Any, frames: Any, stream: BinaryIO) -> list[tuple[int, int | None]]:
+    """(start, end or None) of each function with unwind information: the starts from
+    .eh_frame_hdr's binary search table (covers stripped code), the ends from the FDEs'
+    address ranges where they use the usual pc-relative sdata4 encoding."""
     if hdr is None or hdr["sh_size"] < 12:
         return []
     head = _read_at(stream, hdr["sh_offset"], 12)
@@ -536,7 +553,19 @@ def _eh_frame_starts(hdr: Any, stream: BinaryIO) -> list[int]:
     table = array("i")
     table.frombytes(_read_at(stream, hdr["sh_offset"] + 12, count * 8))
     base = hdr["sh_addr"]
-    return [base + v for v in table[0::2]]
+    data = b""
+    if frames is not None and frames["sh_type"] == "SHT_PROGBITS":
+        data = _read_at(stream, frames["sh_offset"], frames["sh_size"])
+    ranges: list[tuple[int, int | None]] = []
+    for i in range(0, len(table) - 1, 2):
+        start, fde = base + table[i], base + table[i + 1] - (frames["sh_addr"] if data else 0)
+        end = None
+        if data and fde >= 0 and fde + 16 <= len(data):
+            length, _, begin, size = struct.unpack_from("<IIiI", data, fde)
+            if length != 0xFFFFFFFF and frames["sh_addr"] + fde + 8 + begin == start:
+                end = start + size
+        ranges.append((start, end))
+    return ranges
 
 
 def _init_addresses(elf: ELFFile, stream: BinaryIO, sections: list[Any]) -> set[int]:
@@ -756,23 +785,58 @@ def _chunks(region: _Region, starts: Sequence[int], size: int = CHUNK) -> Iterat
         at = cut
 
 
-def _direct_targets(fd: int, layout: _Layout, start: int) -> set[int]:
-    """The addresses function ``start`` calls or jumps to directly (outside the PLT)."""
-    index = bisect.bisect_right(layout.starts, start)
-    end = layout.starts[index] if index < len(layout.starts) else None
-    region = _region_of(layout.regions, start)
-    if region is None:
-        return set()
-    stop = min(end or region.address + region.size, region.address + region.size)
-    code = os.pread(fd, min(stop - start, 1 << 20), region.offset + start - region.address)
+_STOP = frozenset({"ret", "retf", "iret", "iretq", "ud2", "hlt", "int3", "sysret"})
+_REACH_BUDGET = 50_000  # instructions followed from one load-time entry
+
+
+def _reach(fd: int, layout: _Layout, entry: int) -> tuple[set[str], set[int]]:
+    # extensions include "cpuid" / "xgetbv" when the code reads the CPU's features
+    """What the code reachable from ``entry`` needs, following its branches (recursive
+    descent, not a linear sweep: a function without a symbol or FDE does not swallow
+    the code after it), and the functions it calls or tail-jumps to directly (addresses
+    where a symbol, an FDE or the loader says a function starts)."""
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    targets = set()
-    for _, _, mnemonic, op_str in md.disasm_lite(code, start):
-        if mnemonic in ("call", "jmp") and op_str.startswith("0x"):
-            target = int(op_str, 16)
-            if not any(lo <= target < hi for lo, hi in layout.plt) and not start <= target < stop:
-                targets.add(target)
-    return targets
+    extensions: set[str] = set()
+    callees: set[int] = set()
+    seen: set[int] = set()
+    todo = [entry]
+    budget = _REACH_BUDGET
+    while todo and budget > 0:
+        address = todo.pop()
+        while address not in seen and budget > 0:
+            region = _region_of(layout.regions, address)
+            if region is None:
+                break
+            seen.add(address)
+            budget -= 1
+            code = os.pread(fd, 16, region.offset + address - region.address)
+            decoded = next(md.disasm_lite(code, address, 1), None)
+            if decoded is None:
+                break
+            _, size, mnemonic, op_str = decoded
+            if mnemonic in _DETECT:
+                extensions.add(mnemonic)
+            elif mnemonic in _LEGACY or mnemonic.startswith(("v", "k")):
+                extensions |= classify(
+                    mnemonic, encoding_of(code[:size]), "zmm" in op_str, "ymm" in op_str,
+                    "ptr" in op_str,
+                )  # fmt: skip
+            target = int(op_str, 16) if op_str.startswith("0x") else None
+            if mnemonic in _STOP:
+                break
+            if mnemonic == "call":
+                if target is not None and target in layout.known:
+                    callees.add(target)
+            elif mnemonic == "jmp":
+                if target is not None and target in layout.known and target != entry:
+                    callees.add(target)  # a tail call
+                elif target is not None:
+                    todo.append(target)
+                break
+            elif mnemonic.startswith(("j", "loop")) and target is not None:
+                todo.append(target)
+            address += size
+    return extensions, callees
 
 
 def _function_of(layout: _Layout, address: int) -> int:
@@ -821,9 +885,12 @@ def audit_elf(
                 extensions.setdefault(start, set()).update(exts)
             for start, what in found.detects.items():
                 detects.setdefault(start, set()).update(what)
-        load_time = {_function_of(layout, a) for a in layout.init}
-        for start in list(load_time):
-            load_time |= {_function_of(layout, t) for t in _direct_targets(fd, layout, start)}
+        load_time: dict[int, set[str]] = {}
+        for entry in sorted(layout.init):
+            needs, callees = _reach(fd, layout, entry)
+            load_time.setdefault(entry, set()).update(needs)
+            for callee in sorted(callees - layout.clones):
+                load_time.setdefault(callee, set()).update(_reach(fd, layout, callee)[0])
     return _summarise(member, layout, extensions, detects, load_time, declarations,
                       sum(r.size for r in layout.regions))  # fmt: skip
 
@@ -833,7 +900,7 @@ def _summarise(
     layout: _Layout,
     extensions: dict[int, set[str]],
     detects: dict[int, set[str]],
-    load_time: set[int],
+    load_time: dict[int, set[str]],
     declarations: Sequence[Declaration],
     code_bytes: int,
 ) -> LibraryIsa:
@@ -849,13 +916,21 @@ def _summarise(
     functions = []
     required_ext: set[str] = set()
     dispatched_ext: set[str] = set()
+    for start, found in sorted(load_time.items()):
+        exts, reads_cpu = found - _DETECT, bool(found & _DETECT)
+        if exts or reads_cpu:
+            required_ext.update(exts)
+            functions.append(
+                FunctionIsa(_name(layout, start), start, level_of(exts), tuple(sorted(exts)),
+                            "load-time", reads_cpu)
+            )  # fmt: skip
     for start in sorted(set(extensions) | set(detects)):
         name = _name(layout, start)
         exts = extensions.get(start, set())
         level = level_of(exts)
-        if start in load_time:
-            kind = "load-time"
-        elif (
+        if start in load_time and exts <= load_time[start]:
+            continue  # reported as load-time above
+        if (
             dispatching
             or start in layout.clones
             or any(fnmatch.fnmatchcase(name, d.function) for d in mine)
