@@ -49,7 +49,7 @@ from wheelforge.errors import InvalidInput
 
 BASELINE = 1
 MAX_LEVEL = 4
-CHUNK = 1 << 18  # bytes of code per disassembly call: ~60k instructions, ~15 MB of cs_insn
+CHUNK = 1 << 15  # bytes of code per disassembly call: ~7k instructions, ~2 MB of cs_insn
 
 # Each extension and the lowest level that implies it; None: no level does.
 EXTENSION_LEVELS: dict[str, int | None] = {
@@ -768,8 +768,10 @@ def _scan(fd: int, chunk: _Chunk, starts: Sequence[int]) -> _Found:
     return found
 
 
-def _chunks(region: _Region, starts: Sequence[int], size: int = CHUNK) -> Iterator[_Chunk]:
-    """The region in pieces of about ``size`` bytes, cut at function starts."""
+def _chunks(region: _Region, starts: Sequence[int], size: int = 0) -> Iterator[_Chunk]:
+    """The region in pieces of about ``size`` bytes (default :data:`CHUNK`), cut at
+    function starts."""
+    size = size or CHUNK
     end = region.address + region.size
     at = region.address
     while at < end:
