@@ -323,6 +323,9 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
             for o in ("variant", "null", "plain", "nothing", "fails")
         }
         info(", ".join(f"{n} {o}" for o, n in counts.items()))
+        for row in rows:
+            if row.outcome == "fails":
+                info(f"{row.profile}: {row.notes[-1]}")
     return 1 if args.require_all and any(r.outcome in ("nothing", "fails") for r in rows) else 0
 
 
