@@ -305,6 +305,22 @@ def test_repair_drops_leaked_search_paths_and_reports_them(tmp_path: Path, cli: 
 
 
 @needs_cuda
+def test_runtime_excluded_by_hand_is_still_found_in_its_wheel(tmp_path: Path, cli: Cli) -> None:
+    wheel, _ = leaky_wheel(tmp_path)
+    code, out, err = cli(
+        "repair", wheel, "-o", tmp_path / "out", "--exclude", "libcudart.so.13", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["requires_dist"] == []  # the user declares it (matrix requires-dist)
+    after = {fix["member"]: fix["after"] for fix in report["runpaths"]}
+    assert after == {
+        "probe/libprobe.so": ["$ORIGIN/../nvidia/cu13/lib"],
+        "probe/_native/sub/libdeep.so": ["$ORIGIN/..", "$ORIGIN/../../../nvidia/cu13/lib"],
+    }
+
+
+@needs_cuda
 def test_repair_of_runpaths_is_reproducible(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -374,17 +374,20 @@ def repair_wheel(
         kind = classify(soname)
         if kind == "driver":
             excluded[soname] = None
-        elif kind == "runtime" and runtime == "exclude" and soname not in excluded:
+        elif kind == "runtime" and (runtime == "exclude" or soname in excluded):
             provider = runtime_wheel(soname, cuda_version)
-            if provider is None:
-                raise BuildFailed(
-                    f"{wheel.name} links CUDA runtime library {soname}, and no PyPI project is "
-                    "known for it: list it in repair-exclude with a requires-dist, or set "
-                    'accelerator-runtime = "bundle"'
-                )
-            excluded[soname] = None
-            requirement_of[soname] = provider.requirement
-            provider_dirs[soname] = provider.libdir
+            if soname not in excluded:
+                if provider is None:
+                    raise BuildFailed(
+                        f"{wheel.name} links CUDA runtime library {soname}, and no PyPI project "
+                        "is known for it: list it in repair-exclude with a requires-dist, or "
+                        'set accelerator-runtime = "bundle"'
+                    )
+                excluded[soname] = None
+                requirement_of[soname] = provider.requirement
+            # Excluded by hand (repair-exclude) too: its wheel, if installed, is found.
+            if provider is not None:
+                provider_dirs[soname] = provider.libdir
 
     staging = Path(tempfile.mkdtemp(prefix=".repair.", dir=outdir))
     try:
