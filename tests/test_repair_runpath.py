@@ -22,6 +22,7 @@ from wheelforge.repair import (
     DroppedEntry,
     RunpathFix,
     drop_reason,
+    fix_runpaths,
     install_dir,
     origin_entry,
     plan_runpath,
@@ -193,6 +194,28 @@ def test_plan_judges_both_entries_and_keeps_the_one_the_loader_reads() -> None:
 
 
 # --- real libraries, real auditwheel, patchelf, uv and ldd ------------------------------
+
+
+def test_fix_runpaths_patches_real_files_and_skips_the_rest(tmp_path: Path) -> None:
+    src = tmp_path / "a.c"
+    src.write_text("int a(void) { return 1; }\n")
+    leaky, clean = tmp_path / "leaky.so", tmp_path / "clean.so"
+    gcc("-shared", "-fPIC", "-o", leaky, src, "-Wl,-rpath,/opt/build/lib:$ORIGIN")
+    gcc("-shared", "-fPIC", "-o", clean, src, "-Wl,-rpath,$ORIGIN")
+    files = {
+        "pkg/leaky.so": leaky.read_bytes(),
+        "pkg/clean.so": clean.read_bytes(),
+        "pkg/data.bin": b"\x7fELF but not an ELF file",
+    }
+    wheel = build_plain_wheel(tmp_path, "pkg", "1.0", tag="py3-none-linux_x86_64", files=files)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    fixes, patched = fix_runpaths(wheel, {}, scratch=scratch, env=env)
+    assert [(f.member, f.after) for f in fixes] == [("pkg/leaky.so", ("$ORIGIN",))]
+    assert list(patched) == ["pkg/leaky.so"]
+    patched_readelf = dynamic(patched["pkg/leaky.so"].read_bytes(), tmp_path)
+    assert search_path(patched_readelf) == ("RUNPATH", "$ORIGIN")
 
 
 def gcc(*args: str | Path) -> None:

@@ -236,7 +236,11 @@ def fix_runpaths(
     patched: dict[str, Path] = {}
     with Wheel(wheel) as opened:
         for member, path in iter_elf_members(opened, scratch):
-            fix = plan_runpath(member, dynamic_info(path, member=member), provider_dirs)
+            try:
+                info = dynamic_info(path, member=member)
+            except InvalidInput:
+                continue  # not an ELF file the loader could load: nothing to search from
+            fix = plan_runpath(member, info, provider_dirs)
             if fix is None:
                 continue
             _patch_runpath(path, fix, env=env)
