@@ -51,6 +51,8 @@ needs_cuda = pytest.mark.skipif(
         ("libcublas.so.12", None, "nvidia-cublas-cu12==12.*", "nvidia/cublas/lib"),
         ("libcublasLt.so.12", "12.4", "nvidia-cublas-cu12==12.*", "nvidia/cublas/lib"),
         ("libnvrtc.so.12", None, "nvidia-cuda-nvrtc-cu12==12.*", "nvidia/cuda_nvrtc/lib"),
+        ("libcudart.so.11.0", "11.8", "nvidia-cuda-runtime-cu11==11.*", "nvidia/cuda_runtime/lib"),
+        ("libcublasLt.so.11", None, "nvidia-cublas-cu11==11.*", "nvidia/cublas/lib"),
     ],
 )
 def test_runtime_wheel_and_where_it_installs(

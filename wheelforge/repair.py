@@ -51,9 +51,9 @@ _CUDA_RUNTIME = {
 _CUDA_RUNTIME_OTHER = re.compile(
     r"lib(cufft|curand|cusolver|cusparse|nvJitLink|cudnn\w*|nccl|cupti|nvToolsExt)\.so(\.\d+)*"
 )
-# Where a CUDA <= 12 wheel installs its libraries in site-packages (checked on
+# Where a CUDA 11 or 12 wheel installs its libraries in site-packages (checked on
 # nvidia-cuda-runtime-cu12 12.9.79, nvidia-cublas-cu12 12.9.3.13, nvidia-cuda-nvrtc-cu12
-# 12.9.86); CUDA 13 wheels all share nvidia/cu13/lib.
+# 12.9.86 and their cu11 11.8 releases); CUDA 13 wheels all share nvidia/cu13/lib.
 _CUDA12_LIBDIR = {
     "nvidia-cuda-runtime": "nvidia/cuda_runtime/lib",
     "nvidia-cublas": "nvidia/cublas/lib",
