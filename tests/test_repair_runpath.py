@@ -360,11 +360,11 @@ def test_repair_of_runpaths_is_reproducible(
 
 
 def ldd(library: Path, env: dict[str, str]) -> dict[str, str]:
-    """soname -> the path the loader resolves it to."""
+    """soname -> the path the loader resolves it to, or "not found"."""
     out = subprocess.run(
         ["ldd", str(library)], capture_output=True, text=True, env=env, check=True
     ).stdout
-    return dict(re.findall(r"^\s*(\S+) => (\S+) \(0x", out, re.MULTILINE))
+    return dict(re.findall(r"^\s*(\S+) => (\S+|not found)", out, re.MULTILINE))
 
 
 @pytest.mark.slow
@@ -402,8 +402,8 @@ def test_excluded_runtime_resolves_into_the_venv_after_a_real_uv_install(
     assert wheel_cudart.is_file()
 
     for member in ("probe/libprobe.so", "probe/_native/sub/libdeep.so"):
-        resolved = ldd(site / member, env)
-        assert Path(resolved["libcudart.so.13"]).resolve() == wheel_cudart.resolve(), member
+        resolved = ldd(site / member, env).get("libcudart.so.13", "not linked")
+        assert Path(resolved).resolve() == wheel_cudart.resolve(), (member, resolved)
 
     # The loader agrees: the library loads, and the cudart mapped is the wheel's.
     probe = (
