@@ -372,6 +372,8 @@ def _compile(
         if library.kind != "other":
             note = f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
             progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
+    for fix in report.runpaths:
+        progress(job.id, fix.describe())
     return repaired, stats
 
 

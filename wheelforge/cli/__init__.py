@@ -355,6 +355,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 for lib in report.libraries
             ],
         )
+        for fix in report.runpaths:
+            print(fix.describe())
         print(repaired)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
