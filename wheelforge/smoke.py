@@ -70,9 +70,10 @@ class SmokeTestFailed(WheelforgeError):
 class Machine:
     """The machine a wheel is tested on: the weakest it claims to serve."""
 
-    level: int | None  # x86-64 level; None: not an x86-64 wheel (any, or another arch)
+    level: int | None  # x86-64 level; None: a wheel for another architecture
     claim: str  # who claims it, for messages: "the plain wheel", "label 'x86_64_v3'"
     env: tuple[tuple[str, str], ...] = ()  # the providers' override variables
+    platform: str = "any"  # the wheel's platform tag
 
     @property
     def level_name(self) -> str:
@@ -180,7 +181,7 @@ def claimed_machine(
         return min(found, key=key) if found else None
 
     level: int | None = None
-    if platform_tag.endswith("x86_64"):
+    if platform_tag == "any" or platform_tag.endswith("x86_64"):  # any: runs on the baseline
         levels = [int(v[1:]) for v in values.get(("x86_64", "level"), []) if v[1:].isdigit()]
         level = min(levels) if levels else 1
     env: dict[str, str] = {}
@@ -196,17 +197,21 @@ def claimed_machine(
     rocm = lowest("amd", "rocm_version")
     if rocm is not None:
         env[FORCE_ROCM_VERSION] = _major_minor(rocm)
-    return Machine(level, claim, tuple(sorted(env.items())))
+    return Machine(level, claim, tuple(sorted(env.items())), platform_tag)
 
 
 def choose_runner(
     machine: Machine, *, host_level: int | None, native: bool, qemu_found: bool
 ) -> Runner:
     """Emulate the claimed level with qemu where qemu can; v4 natively on a v4 CPU."""
-    if machine.level is None or native:
-        return Runner(None, note="not emulated (--native)" if native else "")
-    if host_level is None:
-        return Runner(None, note="this machine is not x86-64: no CPU emulation")
+    if host_level is None:  # not an x86-64 machine: its own wheels run natively
+        if machine.level is not None and machine.platform != "any":
+            return Runner(None, skip=f"a {machine.platform} wheel, and this is no x86-64 machine")
+        return Runner(None, note="no CPU emulation on this architecture")
+    if machine.level is None:
+        return Runner(None, skip=f"a {machine.platform} wheel does not run on this x86-64 machine")
+    if native:
+        return Runner(None, note="not emulated (--native)")
     model = QEMU_MODELS.get(machine.level)
     if model is None:
         if host_level >= machine.level:
