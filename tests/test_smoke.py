@@ -283,3 +283,17 @@ def test_without_a_test_command_the_user_is_told_what_to_give(tmp_path: Path, cl
     wheel = build_wheel("baseline", tmp_path)
     code, _, err = cli("test", wheel)
     assert code == 2 and "give --matrix FILE (with test-command) or --command CMD" in err
+
+
+def test_the_generated_workflows_test_each_job_after_building_it() -> None:
+    from wheelforge.ci.init import InitOptions, render
+
+    for path, text in render(InitOptions("demo", accelerators=("cpu", "cuda"))).items():
+        if not path.endswith(".yml"):
+            continue
+        build = text.index('wheelforge build --matrix "$MATRIX" --only "$JOB"')
+        test = text.index('run: wheelforge test dist --matrix "$MATRIX"')
+        upload = text.index("name: upload the job's wheels")
+        assert text.index("apt-get install -y -q --no-install-recommends qemu-user") < build
+        assert build < test < upload, path
+        assert "--no-test" in text[build:test] and '"$UV"' in text
