@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -297,3 +298,16 @@ def test_the_generated_workflows_test_each_job_after_building_it() -> None:
         assert text.index("apt-get install -y -q --no-install-recommends qemu-user") < build
         assert build < test < upload, path
         assert "--no-test" in text[build:test] and '"$UV"' in text
+
+
+@needs_qemu
+def test_a_command_that_hangs_is_stopped_with_its_children(tmp_path: Path, cli: Cli) -> None:
+    wheel = build_wheel("baseline", tmp_path)
+    marker = tmp_path / "still-running"
+    command = f"python -c \"import time; time.sleep(5); open({str(marker)!r}, 'w')\" & wait"
+    code, out, _ = cli("test", wheel, "--command", command, "--no-deps", "--timeout", "2",
+                         "--json", "--log-dir", tmp_path / "logs")  # fmt: skip
+    assert code == 1
+    assert "the test command timed out after 2s" in json.loads(out)[0]["error"]
+    time.sleep(4)
+    assert not marker.exists()  # the emulated Python went with the shell

@@ -26,10 +26,12 @@ natively when this CPU is v4, and is skipped (reported, not passed) otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -305,13 +307,25 @@ def wheel_machine(wheel: Path) -> Machine:
         return claimed_machine(props, label=label, platform_tag=archive.filename.platform)
 
 
-def _run(argv: list[str], log: IO[str], **kwargs: Any) -> int:
+def _run(argv: list[str], log: IO[str], *, timeout: float | None = None, **kwargs: Any) -> int:
+    """Run with the output in the log. On timeout the whole process group goes (the
+    command's own children too: emulated Pythons, test runners), then it raises."""
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
-    done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False, **kwargs)
-    log.write(f"[exit code {done.returncode}]\n")
+    process = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, **kwargs,
+    )  # fmt: skip
+    try:
+        returncode = process.wait(timeout=timeout)
+    except BaseException:  # a timeout, or the user's Ctrl-C: take the command down with us
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    log.write(f"[exit code {returncode}]\n")
     log.flush()
-    return done.returncode
+    return returncode
 
 
 def _tail(log_path: Path, offset: int = 0) -> tuple[str, ...]:
