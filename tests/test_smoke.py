@@ -170,6 +170,7 @@ def test_test_command_forms_and_defaults(tmp_path: Path) -> None:
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_a_static_initialiser_needing_avx512_fails_and_a_dispatched_kernel_passes(
     tmp_path: Path, cli: Cli
 ) -> None:
@@ -199,6 +200,7 @@ def test_a_static_initialiser_needing_avx512_fails_and_a_dispatched_kernel_passe
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_a_v3_label_runs_on_haswell_and_names_its_level(tmp_path: Path, cli: Cli) -> None:
     plain = build_wheel("static-init", tmp_path / "static")
     v3 = tagged(plain, tmp_path / "v3", "x86_64_v3", "x86_64 :: level :: v3")
@@ -211,6 +213,7 @@ def test_a_v3_label_runs_on_haswell_and_names_its_level(tmp_path: Path, cli: Cli
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_a_gpu_variant_sees_its_claimed_gpu_through_the_override_variables(
     tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,6 +254,7 @@ def test_a_gpu_variant_sees_its_claimed_gpu_through_the_override_variables(
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_build_runs_the_test_command_per_job_and_a_failure_keeps_the_wheel_out(
     tmp_path: Path, cli: Cli
 ) -> None:
@@ -301,6 +305,7 @@ def test_the_generated_workflows_test_each_job_after_building_it() -> None:
 
 
 @needs_qemu
+@pytest.mark.slow
 def test_a_command_that_hangs_is_stopped_with_its_children(tmp_path: Path, cli: Cli) -> None:
     wheel = build_wheel("baseline", tmp_path)
     marker = tmp_path / "still-running"
