@@ -43,6 +43,12 @@ from typing import IO, Any
 
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
+from wheelforge.select.detect import (  # the variables the selector honours
+    FORCE_CUDA_DRIVER,
+    FORCE_GFX_ARCH,
+    FORCE_ROCM_VERSION,
+    FORCE_SM_ARCH,
+)
 from wheelforge.variants.properties import VariantProperty
 
 Progress = Callable[[str, str], None]
@@ -54,10 +60,6 @@ SIGILL = 4
 _QEMU_SIGILL = "uncaught target signal 4"  # what qemu prints when the guest gets SIGILL
 TAIL_LINES = 25
 
-FORCE_CUDA_DRIVER = "NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"
-FORCE_SM_ARCH = "NV_VARIANT_PROVIDER_FORCE_SM_ARCH"
-FORCE_GFX_ARCH = "AMD_VARIANT_PROVIDER_FORCE_GFX_ARCH"
-FORCE_ROCM_VERSION = "AMD_VARIANT_PROVIDER_FORCE_ROCM_VERSION"
 OVERRIDES = (FORCE_CUDA_DRIVER, FORCE_SM_ARCH, FORCE_GFX_ARCH, FORCE_ROCM_VERSION)
 # The driver a wheel that names a compute capability but no CUDA version is tested with
 # (NVIDIA's provider reads the SM override only beside a driver override).
@@ -328,11 +330,13 @@ def _run(argv: list[str], log: IO[str], *, timeout: float | None = None, **kwarg
     return returncode
 
 
-def _tail(log_path: Path, offset: int = 0) -> tuple[str, ...]:
-    with open(log_path, encoding="utf-8", errors="replace") as f:
+def _tail(log_path: Path, offset: int = 0, *, lines: int | None = TAIL_LINES) -> tuple[str, ...]:
+    """The log's last non-empty ``lines`` (all with None) from byte ``offset`` on."""
+    with open(log_path, "rb") as f:
         f.seek(offset)
-        lines = [line.rstrip() for line in f.read().splitlines() if line.strip()]
-    return tuple(lines[-TAIL_LINES:])
+        text = f.read().decode("utf-8", "replace")
+    found = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return tuple(found[-lines:] if lines else found)
 
 
 def _install_shims(venv: Path, qemu: str, model: str) -> None:
@@ -432,8 +436,7 @@ def run_smoke_test(
             log.flush()
             return fail(f"the test command timed out after {options.timeout:.0f}s", offset)
         if returncode != 0:
-            output = log_path.read_text(encoding="utf-8", errors="replace")[offset:]
-            if died_of_sigill(returncode, output):
+            if died_of_sigill(returncode, "\n".join(_tail(log_path, offset, lines=None))):
                 level = machine.level_name + (" (baseline)" if machine.level == 1 else "")
                 return fail(
                     f"{wheel.name} needs a newer CPU than its label claims: the test died of "
