@@ -133,7 +133,9 @@ def _cmd_test(args: argparse.Namespace) -> int:
         )
     for r in results:
         if r.status == "failed":
-            print(f"error: {r.wheel.name}: {r.error}", file=sys.stderr)
+            said = r.error or ""
+            named = said if said.startswith(r.wheel.name) else f"{r.wheel.name}: {said}"
+            print(f"error: {named}", file=sys.stderr)
             print("\n".join(f"  | {line}" for line in r.tail), file=sys.stderr)
         elif r.status == "skipped":
             print(f"warning: {r.wheel.name} not tested: {r.error}", file=sys.stderr)
