@@ -273,6 +273,12 @@ def test_build_runs_the_test_command_per_job_and_a_failure_keeps_the_wheel_out(
     [job] = json.loads(out)
     assert job["test"]["status"] == "passed" and job["test"]["env"] == {FORCE_CUDA_DRIVER: "13.0"}
     assert "[cuda] test: passed" in err
+    # wheelforge test on the dist: the manifest names the matrix and the job of each wheel.
+    code, out, err = cli("test", tmp_path / "dist", "--json", "--log-dir", tmp_path / "logs")
+    assert code == 0, err
+    assert [(r["status"], r["env"]) for r in json.loads(out)] == [
+        ("passed", {FORCE_CUDA_DRIVER: "13.0"})
+    ]
 
     failing = write_matrix(tmp_path, project, cuda_extra='test-command = "exit 3"')
     (tmp_path / "dist").joinpath(Path(job["wheel"]).name).unlink()
@@ -316,3 +322,28 @@ def test_a_command_that_hangs_is_stopped_with_its_children(tmp_path: Path, cli: 
     assert "the test command timed out after 2s" in json.loads(out)[0]["error"]
     time.sleep(4)
     assert not marker.exists()  # the emulated Python went with the shell
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_a_v4_wheel_runs_natively_on_a_v4_cpu_and_is_reported_untested_below(
+    tmp_path: Path,
+) -> None:
+    from wheelforge.smoke import TestOptions, TestSpec, host_x86_64_level, run_smoke_test
+
+    plain = build_wheel("static-init", tmp_path / "static")
+    v4 = tagged(plain, tmp_path / "v4", "x86_64_v4", "x86_64 :: level :: v4")
+    spec = TestSpec(IMPORT_AND_COMPUTE, tmp_path)
+    lines: list[str] = []
+
+    def run(host: int) -> tuple[str, str, str | None]:
+        options = TestOptions(no_deps=True, host_level=host)
+        found = run_smoke_test(v4, spec, options, log_path=tmp_path / "v4.log",
+                               progress=lambda _, line: lines.append(line))  # fmt: skip
+        return found.status, found.cpu, found.error
+
+    status, cpu, error = run(3)
+    assert (status, cpu) == ("skipped", "-")
+    assert error is not None and "qemu's TCG has no AVX-512 and this CPU is x86-64-v3" in error
+    if host_x86_64_level() == 4:  # the AVX-512 initialiser runs on the real CPU
+        assert run(4)[:2] == ("passed", "native")

@@ -75,7 +75,14 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     from wheelforge.inspection import wheels_in
     from wheelforge.matrix import load_matrix
-    from wheelforge.smoke import TestOptions, manifest_matrix, plan_tests, run_smoke_test
+    from wheelforge.smoke import (
+        TestOptions,
+        TestResult,
+        manifest_matrix,
+        plan_tests,
+        run_smoke_test,
+        wheel_machine,
+    )
 
     wheels = [wheel for path in args.dist for wheel in wheels_in(path)]
     matrix_path = args.matrix
@@ -102,6 +109,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         for item in planned:
             if item.spec is None:
                 progress(item.wheel.name, f"skipped: {item.reason}")
+                machine = wheel_machine(item.wheel)
+                results.append(TestResult(item.wheel, "skipped", machine, "-", error=item.reason))
                 continue
             log = args.log_dir / f"test-{item.wheel.name.removesuffix('.whl')}.log"
             python = args.python or item.python
