@@ -47,6 +47,7 @@ from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
 from wheelforge.publish.check import Finding, Severity, fallback_guard
 from wheelforge.repair import check_size, repair_wheel
+from wheelforge.smoke import TestResult
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
 
@@ -68,6 +69,7 @@ class JobResult:
     error: str | None = None
     warning: str | None = None
     compiler_cache: CacheStats | None = None  # this run's compiles (None: none ran)
+    test: TestResult | None = None  # the smoke test (None: no test-command, or --no-test)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class BuildOptions:
     keep_going: bool = False
     builder: str = "build"  # "build" (PEP 517, here) | "cibuildwheel" (manylinux containers)
     skip_unavailable: bool = False  # build the rest when a job's toolchain cannot be had
+    test: bool = True  # run each job's test-command on its wheel (wheelforge.smoke)
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,26 @@ def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
     return wheel
 
 
+def _smoke_test(
+    job: Job, wheel: Path, matrix: Matrix, options: BuildOptions, progress: Progress
+) -> TestResult:
+    """The job's test-command on its finished wheel, on the machine its label claims;
+    a failure fails the job (its wheel does not reach ``out``)."""
+    from wheelforge.smoke import SmokeTestFailed, TestOptions, TestSpec, job_python, run_smoke_test
+
+    assert job.test_command is not None
+    spec = TestSpec(job.test_command, matrix.project, job.test_requires)
+    log_path = inside(options.work_dir, "logs", f"{job.id}-test.log", where=f"job {job.id!r}")
+    result = run_smoke_test(
+        wheel, spec, TestOptions(python=job_python(job)), log_path=log_path,
+        progress=lambda _, message: progress(job.id, f"test: {message}"), name=job.id,
+    )  # fmt: skip
+    if result.status == "failed":
+        last = f" (last output: {result.tail[-1]})" if result.tail else ""
+        raise SmokeTestFailed(f"smoke test: {result.error}{last}")
+    return result
+
+
 class _TreeGuard:
     """The project tree's snapshot before the run; :meth:`verify` fails a job whose
     build (or anyone else) changed the tree meanwhile."""
@@ -531,6 +554,13 @@ def build_jobs(
             oversized = check_size(wheel, limit=limit, action=job.oversize)
             if oversized:
                 progress(job.id, f"warning: {oversized}")
+            tested = None
+            if options.test and job.test_command is not None:
+                tested = _smoke_test(job, wheel, matrix, options, progress)
+                if tested.status == "skipped":
+                    oversized = "; ".join(
+                        filter(None, [oversized, f"test skipped: {tested.error}"])
+                    )
             target = options.out / wheel.name
             shutil.copyfile(wheel, target)
         except WheelforgeError as err:
@@ -547,8 +577,9 @@ def build_jobs(
             stats = compiles.to_json() if compiles is not None else None
             artifacts.append(Artifact.of(job, target, key=plan.key, log=log, compiler_cache=stats))
         return JobResult(
-            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles
-        )
+            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles,
+            test=tested,
+        )  # fmt: skip
 
     # Device-code builds are the long poles: start them first, report in matrix order.
     # The sort is stable, so the first job of a build key is still submitted before the
