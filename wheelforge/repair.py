@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import make_dir
 from wheelforge.render import human_size
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
@@ -188,7 +189,7 @@ def repair_wheel(
         raise InvalidInput(f"accelerator runtime policy {runtime!r}: expected exclude or bundle")
     if not wheel.is_file():
         raise InvalidInput(f"{wheel}: no such wheel")
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_dir(outdir)
     if WheelFilename.parse(wheel.name).platform == "any":
         target = outdir / wheel.name
         shutil.copyfile(wheel, target)

@@ -328,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_repair(args: argparse.Namespace) -> int:
     import os
 
+    from wheelforge.cli.publish import size_limit
     from wheelforge.repair import check_size, repair_wheel
 
+    limit = size_limit(args.max_size_mb)
     log_path = args.log or Path(".wheelforge") / "logs" / f"repair-{args.wheel.stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -344,7 +346,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
             log=log,
             log_path=log_path,
         )
-    warning = check_size(repaired, limit=int(args.max_size_mb * 1024 * 1024), action=args.oversize)
+    warning = check_size(repaired, limit=limit, action=args.oversize)
     if args.json:
         emit_json(report.to_json() | {"warning": warning})
     else:
