@@ -580,3 +580,82 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
 
 def test_the_corpus_is_large() -> None:
     assert len(CASES) >= 60
+
+
+# -- index --no-check leaves nothing half-done (issue 13, item 18) ---------------------
+
+
+def _site_files(site: Path) -> list[str]:
+    return sorted(str(p.relative_to(site)) for p in (site / "files").rglob("*") if p.is_file())
+
+
+def test_index_no_check_takes_back_what_a_failed_batch_stored(tmp_path: Path, cli: Cli) -> None:
+    dist = build_release(tmp_path / "dist", "demo", "1.0", {}, work=tmp_path / "work")
+    (dist / "demo-1.0-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"not a zip")
+    site = tmp_path / "site"
+    code, _, err = cli("index", dist, "--out", site, "--no-check")
+    assert code == 2 and err.count("error: ") == 1 and "Traceback" not in err, err
+    assert not (site / "files").exists() or _site_files(site) == []
+    assert not (site / "simple").exists()
+    # A good batch afterwards lists what it stores, and nothing unlisted is left.
+    (dist / "demo-1.0-py3-none-manylinux_2_17_x86_64.whl").unlink()
+    assert cli("index", dist, "--out", site, "--no-check")[0] == 0
+    listed = json.loads((site / "simple" / "demo" / "index.json").read_text())["files"]
+    urls = {Path(f["url"]).name for f in listed}
+    assert {Path(name).name for name in _site_files(site)} - {f"{u}.metadata" for u in urls} == (
+        urls
+    )
+
+
+def test_index_no_check_refuses_a_label_without_its_wheel(tmp_path: Path, cli: Cli) -> None:
+    dist = build_release(
+        tmp_path / "dist",
+        "demo",
+        "1.0",
+        {"x86_64_v3": ["x86_64 :: level :: v3"], "x86_64_v4": ["x86_64 :: level :: v4"]},
+        work=tmp_path / "work",
+    )
+    assert cli("variants-json", dist)[0] == 0
+    (dist / "demo-1.0-py3-none-any-x86_64_v4.whl").unlink()  # the file still lists it
+    site = tmp_path / "site"
+    code, _, err = cli("index", dist, "--out", site, "--no-check")
+    assert code == 2, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "lists label 'x86_64_v4' but neither the release set nor the site has its wheel" in line
+    assert not (site / "simple").exists() and _site_files(site) == []
+
+
+def test_a_label_whose_wheel_the_site_has_already_is_fine(tmp_path: Path, cli: Cli) -> None:
+    v3 = {"x86_64_v3": ["x86_64 :: level :: v3"]}
+    v4 = {"x86_64_v4": ["x86_64 :: level :: v4"]}
+    first = build_release(tmp_path / "a", "demo", "1.0", v3, work=tmp_path / "wa")
+    second = build_release(tmp_path / "b", "demo", "1.0", {**v3, **v4}, work=tmp_path / "wb")
+    assert cli("variants-json", second)[0] == 0
+    for name in ("demo-1.0-py3-none-any.whl", "demo-1.0-py3-none-any-x86_64_v3.whl"):
+        (second / name).unlink()  # the site gets these from the first batch
+    site = tmp_path / "site"
+    assert cli("index", first, "--out", site, "--no-check")[0] == 0
+    code, _, err = cli("index", second, "--out", site, "--no-check")
+    assert code == 0, err
+
+
+# -- a local index given as a file: URL -------------------------------------------------
+
+
+def test_a_local_site_works_as_a_file_url_index(tmp_path: Path, cli: Cli) -> None:
+    dist = build_release(
+        tmp_path / "dist", "demo", "1.0", {"x86_64_v3": ["x86_64 :: level :: v3"]},
+        work=tmp_path / "work",
+    )  # fmt: skip
+    site = tmp_path / "site"
+    assert cli("index", dist, "--out", site)[0] == 0
+    url = (site / "simple").as_uri() + "/"
+    for index in (url, url.rstrip("/")):
+        code, out, err = cli("select", "demo", "--index", index, "--assume",
+                             "x86_64 :: level :: v3", "--profile", "h100-driver-580")  # fmt: skip
+        assert code == 0, err
+        assert out.strip() == "demo-1.0-py3-none-any-x86_64_v3.whl"
+    code, out, err = cli("select", "other", "--index", url, "--profile", "h100-driver-580")
+    assert code == 1 and "Traceback" not in err
+    code, _, err = cli("select", "demo", "--index", (tmp_path / "nope").as_uri() + "/")
+    assert code == 2 and "is not a directory" in err

@@ -249,7 +249,7 @@ class Site:
         ``.metadata``), and the directories that leaves empty: a failed batch leaves no
         unlisted file behind. Call with the lock held."""
         for item in stored:
-            path = self.path_of(item.project, item.file)
+            path = self._store_path(item.project, item.file.sha256[:16], item.file.filename)
             for leftover in (path, path.with_name(path.name + ".metadata")):
                 if leftover.is_file() and not leftover.is_symlink():
                     leftover.unlink()
