@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import build_plain_wheel, build_release
 from tests.test_remote import Server, servers
+from wheelforge import templating
 from wheelforge.simple_api import JSON_CONTENT_TYPE
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -375,6 +376,31 @@ case("matrix-axis-unknown", plan(variant('id = "a{{ x }}"\naxes = ["x"]\nkind = 
 case("matrix-zip-a-string", plan(MATRIX_HEAD + 'zip = "a"\n'), "zip")
 case("matrix-template-undefined", plan(variant('id = "a{{ nope }}"\nkind = "plain"')), "id")
 case("matrix-template-syntax", plan(variant('id = "a{{"\nkind = "plain"')), "id")
+
+# Templates that would burn CPU or memory: each bounded, one line naming the field.
+TEMPLATE_BOMBS = {
+    "power": "{{ 10**(10**10) }}",
+    "power-of-powers": "{{ (10**10)**(10**10) }}",
+    "string-repeat": "{{ 'a' * 10**10 }}",
+    "list-repeat": "{{ [1] * 10**9 }}",
+    "nested-list-repeat": "{{ (['a' * 100000] * 100000) | join }}",
+    "ljust": "{{ 'x'.ljust(10**9) }}",
+    "format-width": "{{ '{:>999999999}'.format(1) }}",
+    "percent-width": "{{ '%999999999s' % 'a' }}",
+    "percent-star": "{{ '%*s' % (999999999, 'a') }}",
+    "center-filter": "{{ 'a' | center(999999999) }}",
+    "format-filter": "{{ '%999999999s' | format('a') }}",
+    "replace-filter": "{{ ('a' * 100000) | replace('a', 'a' * 100000) }}",
+    "concat": "{% set a = 'x' * 60000 %}{{ a ~ a }}",
+    "string-of-nested-lists": "{% set a = ['x' * 60000] %}{{ [a, a, a] | string }}",
+    "output": "{% for i in 'x' * 100000 %}{{ 'y' * 100 }}{% endfor %}",
+    "recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "loops": "{% for i in 'x' * 100000 %}{% for j in 'x' * 100000 %}{% endfor %}{% endfor %}",
+}
+for what, template in TEMPLATE_BOMBS.items():
+    case(f"matrix-template-{what}",
+         plan(variant(f'id = "a"\nkind = "plain"\nrunner = {json.dumps(template)}')),
+         "variants[0].runner: template")  # fmt: skip
 case("matrix-pyproject-without-table",
      lambda env: ["plan", "--matrix", env.write("pyproject.toml", '[project]\nname = "x"\n')],
      "[tool.wheelforge]")  # fmt: skip
@@ -545,6 +571,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     setup, code, text = CASES[name]
+    monkeypatch.setattr(templating, "MAX_SECONDS", 0.5)  # the "loops" bomb's limit
     root = tmp_path / "work"
     root.mkdir()
     server.routes.clear()

@@ -297,7 +297,8 @@ def _templates() -> Any:
 
     from wheelforge.templating import sandboxed
 
-    return sandboxed(
+    return sandboxed(  # wheelforge's own templates; a page of many files may be long
+        bounded_render=False,
         loader=jinja2.PackageLoader("wheelforge", "templates/index"),
         autoescape=True,
         trim_blocks=True,
