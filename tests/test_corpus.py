@@ -530,6 +530,40 @@ def merge_out_symlink(env: Env) -> list[str | Path]:
 
 
 case("merge-out-symlink", merge_out_symlink, "merged")
+
+
+def dist_with_link(to: str) -> Callable[[Env], Path]:
+    """A release set whose plain wheel is a symbolic link (to a file outside, or to a
+    wheel inside)."""
+
+    def make(env: Env) -> Path:
+        dist = env.dist()
+        wheel = dist / WHEEL
+        if to == "outside":
+            secret = env.write("secret.txt", "root:hash:19000::::::\n")
+            wheel.unlink()
+            wheel.symlink_to(secret)
+        else:
+            (dist / "copy").mkdir()
+            wheel.rename(dist / "copy" / WHEEL)
+            wheel.symlink_to(Path("copy") / WHEEL)
+        return dist
+
+    return make
+
+
+for where in ("outside", "inside"):
+    for command in ("check", "merge", "index"):
+        extra = {"merge": ["--out", "merged"], "index": ["--out", "site", "--no-check"]}.get(
+            command, []
+        )
+        case(
+            f"dist-symlinked-wheel-{where}-{command}",
+            lambda env, c=command, e=extra, w=where: [c, dist_with_link(w)(env), *e],
+            "symbolic link",
+            code=1 if command == "check" else 2,
+        )
+
 case("merge-out-a-file", lambda env: ["merge", env.dist(), "--out", env.write("afile", "x")],
      "afile")  # fmt: skip
 case("merge-dir-missing", lambda env: ["merge", env.root / "nope", "--out", "merged"], "nope")
