@@ -720,3 +720,42 @@ def test_a_local_site_works_as_a_file_url_index(tmp_path: Path, cli: Cli) -> Non
     assert code == 1 and "Traceback" not in err
     code, _, err = cli("select", "demo", "--index", (tmp_path / "nope").as_uri() + "/")
     assert code == 2 and "is not a directory" in err
+
+
+# -- a pull request's matrix may not pick a self-hosted runner ---------------------------
+
+RUNNER_MATRIX = MATRIX_HEAD + '[[variants]]\nid = "a"\nkind = "plain"\nrunner = "{runner}"\n'
+
+
+@pytest.mark.parametrize("runner", ["self-hosted", "gpu-box", "ubuntu-latest; rm", "Linux"])
+def test_a_pull_requests_matrix_may_not_choose_a_self_hosted_runner(
+    tmp_path: Path, cli: Cli, runner: str
+) -> None:
+    (tmp_path / "proj").mkdir()
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(RUNNER_MATRIX.format(runner=runner))
+    code, _, err = cli("plan", "--matrix", matrix, "--format", "github", "--pull-request")
+    assert code == 2, err
+    assert err.splitlines()[0] == (
+        f"error: job a: runner {runner!r} is not a GitHub-hosted runner; a pull request's "
+        "matrix may not choose it (it could run the pull request's code on a self-hosted "
+        "machine)"
+    )
+    code, out, err = cli("plan", "--matrix", matrix, "--format", "github", "--pull-request",
+                         "--allow-runner", runner)  # fmt: skip
+    assert code == 0 and json.loads(out)["include"][0]["runner"] == runner, err
+    code, out, err = cli("plan", "--matrix", matrix, "--format", "github")  # main's matrix
+    assert code == 0 and json.loads(out)["include"][0]["runner"] == runner, err
+
+
+@pytest.mark.parametrize(
+    "runner", ["ubuntu-latest", "ubuntu-24.04", "ubuntu-24.04-arm", "windows-2022", "macos-15"]
+)
+def test_github_hosted_runners_are_fine_for_pull_requests(
+    tmp_path: Path, cli: Cli, runner: str
+) -> None:
+    (tmp_path / "proj").mkdir()
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(RUNNER_MATRIX.format(runner=runner))
+    code, out, err = cli("plan", "--matrix", matrix, "--format", "github", "--pull-request")
+    assert code == 0 and json.loads(out)["include"][0]["runner"] == runner, err

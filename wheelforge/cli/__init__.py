@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --format github: a reduced matrix, one job per kind and toolchain",
     )
     plan.add_argument(
+        "--allow-runner",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="with --pull-request: a runner label the matrix may choose besides GitHub-hosted "
+        "ones (ubuntu-*, windows-*, macos-*) (repeatable)",
+    )
+    plan.add_argument(
         "--json", action="store_const", dest="format", const="json", help="same as --format json"
     )
 
@@ -372,7 +380,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     elif args.format == "github":
         from wheelforge.ci.plan import github_matrix
 
-        plan = github_matrix(matrix.jobs, pull_request=args.pull_request)
+        plan = github_matrix(
+            matrix.jobs, pull_request=args.pull_request, allowed_runners=args.allow_runner
+        )
         print(json.dumps(plan, separators=(",", ":")))
     elif args.format == "cibuildwheel":
         from wheelforge.ci.plan import cibuildwheel_plan
