@@ -474,6 +474,11 @@ for url in ("notaurl", "ftp://host/simple/", "http://127.0.0.1:99999/simple/", "
             "http://127.0.0.1:x/simple/", "file:///nonexistent/simple/", "http://"):  # fmt: skip
     case(f"select-index-{url}", lambda env, u=url: ["select", "demo", "--index", u,
                                                     "--profile", "h100-driver-580"], "--index")  # fmt: skip
+case(
+    "publish-simple-url-notaurl-with-a-site",
+    lambda env: ["publish", env.dist(), "--to", "site", "--simple-url", "notaurl", "--dry-run"],
+    "--simple-url",
+)
 case("coverage-index-notaurl", lambda env: ["coverage", "demo", "--index", "notaurl"], "--index")
 case("install-index-notaurl", lambda env: ["install", "demo", "--index", "notaurl",
                                            "--profile", "h100-driver-580"], "--index")  # fmt: skip

@@ -236,8 +236,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from wheelforge.publish.publisher import publish
+    from wheelforge.publish.publisher import check_targets, publish
 
+    check_targets(args.targets, args.simple_url)
     report, artifacts = _checked(args)
 
     def progress(target: str, file: str, what: str) -> None:

@@ -20,7 +20,14 @@ from wheelforge.publish.check import CheckReport
 from wheelforge.publish.index import IndexedFile, Site
 from wheelforge.publish.plan import Step, site_steps
 from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_bytes, sha256_file
-from wheelforge.publish.upload import UploadTarget, remote_files, twine_upload, upload_target
+from wheelforge.publish.upload import (
+    CREDENTIALS_INSTEAD,
+    UploadTarget,
+    remote_files,
+    twine_upload,
+    upload_target,
+)
+from wheelforge.urls import check_url
 from wheelforge.variants.metadata import Schema
 
 STATE_NAME = ".wheelforge-publish.json"
@@ -208,6 +215,14 @@ def publish(
                     progress(name, step.artifact.name, "uploaded")
     result.actions = [action for _, _, plan in plans for _, action in plan]
     return result
+
+
+def check_targets(targets: Sequence[str], simple_url: str | None) -> None:
+    """Refuse a malformed --to or --simple-url before the (slow) check of the set."""
+    if simple_url is not None:
+        check_url("--simple-url", simple_url, instead=CREDENTIALS_INSTEAD)
+    for text in targets:
+        _target(text, simple_url)
 
 
 def _target(text: str, simple_url: str | None) -> Site | UploadTarget:

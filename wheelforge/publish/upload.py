@@ -21,7 +21,7 @@ from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.simple_api import IndexUnavailable, read_project_page
 from wheelforge.urls import check_url, redact, refuse_credentials
 
-_INSTEAD = "set TWINE_USERNAME and TWINE_PASSWORD instead"
+CREDENTIALS_INSTEAD = "set TWINE_USERNAME and TWINE_PASSWORD instead"
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,11 @@ def upload_target(text: str, simple_url: str | None = None) -> UploadTarget:
     """``pypi``, ``testpypi`` or an upload URL (its simple index defaults to
     ``{url}/simple/``, where pypiserver has it). Credentials in either URL are refused."""
     if simple_url is not None:
-        check_url("--simple-url", simple_url, instead=_INSTEAD)
+        check_url("--simple-url", simple_url, instead=CREDENTIALS_INSTEAD)
     if text in _KNOWN:
         upload, simple = _KNOWN[text]
         return UploadTarget(text, upload, simple_url or simple, accepts_variant_filenames=False)
-    refuse_credentials("--to", text, instead=_INSTEAD)
+    refuse_credentials("--to", text, instead=CREDENTIALS_INSTEAD)
     try:
         parts = urllib.parse.urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError when out of range or not a number
@@ -65,7 +65,7 @@ def upload_target(text: str, simple_url: str | None = None) -> UploadTarget:
         raise InvalidInput(
             f"--to {redact(text)}: expected pypi, testpypi, an http(s) URL or a directory"
         )
-    check_url("--to", text, instead=_INSTEAD)
+    check_url("--to", text, instead=CREDENTIALS_INSTEAD)
     upload = text if text.endswith("/") else text + "/"
     simple = simple_url or urllib.parse.urljoin(upload, "simple/")
     pypi = parts.hostname in _PYPI_HOSTS
