@@ -454,6 +454,13 @@ case("compress-level-huge", lambda env: ["compress", env.wheel(), "--codec", "zs
                                          "--level", "1000"], "--level")  # fmt: skip
 case("build-jobs-zero", lambda env: ["build", "--matrix", env.matrix(MATRIX_HEAD +
                                      '[[variants]]\nid = "a"\nkind = "plain"\n'), "-j", "0"], "-j")  # fmt: skip
+for option in ("--out", "--work-dir", "--cache-dir"):
+    case(
+        f"build{option}-under-a-file",
+        lambda env, o=option: ["build", "--matrix", env.matrix(MATRIX_HEAD + '[[variants]]\n'
+                               'id = "a"\nkind = "plain"\n'), o, env.write("afile", "x") / "d"],
+        f"{option} ",
+    )  # fmt: skip
 case("serve-port-huge", lambda env: ["serve", env.root, "--port", "70000"], "--port")
 case("serve-port-negative", lambda env: ["serve", env.root, "--port=-1"], "--port")
 case("serve-workers-zero", lambda env: ["serve", env.root, "--workers", "0"], "--workers")

@@ -29,6 +29,18 @@ def make_dir(directory: Path) -> Path:
     return directory
 
 
+def check_dir_option(directory: Path, option: str) -> Path:
+    """``directory`` when it is a directory or could be made one (its nearest existing
+    ancestor is a directory); else one line naming ``option``. Nothing is made."""
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == directory else f" ({candidate} is in the way)"
+                raise InvalidInput(f"{option} {directory}: cannot be a directory{where}")
+            break
+    return directory
+
+
 @contextmanager
 def atomic_path(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """A fresh temporary path next to ``target``; renamed onto it if the block succeeds,

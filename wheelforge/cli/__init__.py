@@ -416,6 +416,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     jobs = matrix.select(args.only)
     if args.jobs < 1:
         raise InvalidInput(f"-j {args.jobs}: expected at least 1")
+    from wheelforge.fsutil import check_dir_option
+
+    for option, directory in (("--out", args.out), ("--work-dir", args.work_dir),
+                              ("--cache-dir", args.cache_dir)):  # fmt: skip
+        if directory is not None:
+            check_dir_option(directory, option)
     options = BuildOptions(
         out=args.out,
         work_dir=args.work_dir,
