@@ -771,3 +771,22 @@ def test_github_hosted_runners_are_fine_for_pull_requests(
     matrix.write_text(RUNNER_MATRIX.format(runner=runner))
     code, out, err = cli("plan", "--matrix", matrix, "--format", "github", "--pull-request")
     assert code == 0 and json.loads(out)["include"][0]["runner"] == runner, err
+
+
+# -- remote reads are bounded --------------------------------------------------------
+
+
+def test_a_remote_page_larger_than_the_cap_is_refused(
+    tmp_path: Path, cli: Cli, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelforge import simple_api
+
+    monkeypatch.setattr(simple_api, "MAX_PAGE_BYTES", 4096)
+    monkeypatch.chdir(tmp_path)
+    server.routes.clear()
+    env = Env(tmp_path, server)
+    url = env.page(json_page(*[entry(f"demo-1.0-py3-none-any-v{i}.whl") for i in range(100)]))
+    code, _, err = cli("select", "demo", "--index", url, "--profile", "h100-driver-580")
+    assert code == 2, err
+    assert err.splitlines() == [f"error: {url}demo/: larger than 4,096 bytes; refused"]
+    assert list(tmp_path.iterdir()) == []

@@ -16,9 +16,10 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -40,6 +41,9 @@ class BadPage(IndexUnavailable):
     exit_code = 2
 
 
+MAX_PAGE_BYTES = 64 * 2**20  # a project page; PyPI's largest are a few MiB
+MAX_METADATA_BYTES = 16 * 2**20  # a variants file, as every metadata member is capped
+_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -51,14 +55,35 @@ class ProjectFile:
     sha256: str | None = None
     requires_python: str | None = None
 
-    def read(self) -> bytes:
-        """The file's bytes, checked against its sha256 when the page gave one."""
-        data = fetch(self.url)
-        if self.sha256 is not None and hashlib.sha256(data).hexdigest() != self.sha256:
+    def read(self, limit: int = MAX_METADATA_BYTES) -> bytes:
+        """The file's bytes (a variants file: at most ``limit``), checked against its
+        sha256 when the page gave one."""
+        chunks: list[bytes] = []
+        self._stream(chunks.append, limit)
+        return b"".join(chunks)
+
+    def download(self, target: Path) -> None:
+        """Stream the file into ``target`` (a wheel may be larger than memory), checked
+        against its sha256 when the page gave one; ``target`` is removed if it fails."""
+        try:
+            with open(target, "wb") as out:
+                self._stream(out.write, None)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+    def _stream(self, sink: Callable[[bytes], object], limit: int | None) -> None:
+        digest = hashlib.sha256()
+
+        def checked(chunk: bytes) -> None:
+            digest.update(chunk)
+            sink(chunk)
+
+        fetch_into(self.url, checked, limit)
+        if self.sha256 is not None and digest.hexdigest() != self.sha256:
             raise IndexUnavailable(
                 f"{redact(self.url)}: sha256 mismatch (the page says {self.sha256[:16]}…)"
             )
-        return data
 
 
 def project_files(
@@ -120,10 +145,15 @@ def read_project_page(
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = str(getattr(err, "reason", err))
         raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(reason, url)})") from None
-    with response:
-        body = response.read()
-        content_type = response.headers.get("Content-Type", "")
-        base = response.geturl()
+    try:
+        with response:
+            chunks: list[bytes] = []
+            _copy(response, chunks.append, MAX_PAGE_BYTES, redact(url))
+            body = b"".join(chunks)
+            content_type = response.headers.get("Content-Type", "")
+            base = response.geturl()
+    except OSError as err:  # the connection broke while the page was read
+        raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(str(err), url)})") from None
     if content_type.startswith(JSON_CONTENT_TYPE):
         files = parse_json_page(body, base)
     else:
@@ -293,17 +323,35 @@ def directory_files(directory: Path, project: str) -> list[ProjectFile]:
     return found
 
 
-def fetch(url: str) -> bytes:
+def fetch(url: str, limit: int | None = MAX_METADATA_BYTES) -> bytes:
+    """The bytes at ``url`` (at most ``limit``: None for no limit)."""
+    chunks: list[bytes] = []
+    fetch_into(url, chunks.append, limit)
+    return b"".join(chunks)
+
+
+def _copy(source: Any, sink: Callable[[bytes], object], limit: int | None, shown: str) -> None:
+    total = 0
+    while chunk := source.read(_CHUNK):
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise BadPage(f"{shown}: larger than {limit:,} bytes; refused")
+        sink(chunk)
+
+
+def fetch_into(url: str, sink: Callable[[bytes], object], limit: int | None) -> None:
+    """Stream the bytes at ``url`` into ``sink``, refusing more than ``limit``."""
     if url.startswith("file:"):
         path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
         try:
-            return path.read_bytes()
+            with open(path, "rb") as source:
+                _copy(source, sink, limit, str(path))
         except OSError as err:
             raise IndexUnavailable(f"{path}: {err.strerror}") from None
+        return
     try:
         with urlopen(url, timeout=60) as response:
-            data: bytes = response.read()
-            return data
+            _copy(response, sink, limit, redact(url))
     except urllib.error.HTTPError as err:
         raise IndexUnavailable(f"fetching {redact(url)} failed: {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
