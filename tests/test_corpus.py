@@ -369,6 +369,12 @@ for what, value in (("nan", "nan"), ("inf", "inf"), ("negative", "-1"), ("zero",
                     ("a-string", '"10"'), ("huge", "9" * 400)):  # fmt: skip
     case(f"matrix-max-size-mb-{what}",
          plan(variant(f'id = "a"\nkind = "plain"\nmax-size-mb = {value}')), "max-size-mb")  # fmt: skip
+case("matrix-requires-dist-newline",
+     plan(variant('id = "a"\nkind = "plain"\nrequires-dist = ["foo\\nEvil: x"]')),
+     "requires-dist[0]")  # fmt: skip
+case("matrix-manylinux-image-shell",
+     plan(variant('id = "a"\nkind = "plain"\nmanylinux-image = "x y; rm -rf /"')),
+     "manylinux-image")  # fmt: skip
 case("matrix-axes-a-list", plan(MATRIX_HEAD + "axes = [1]\n"), "axes")
 case("matrix-axis-empty", plan(MATRIX_HEAD + "[axes]\ncuda = []\n"), "axes.cuda")
 case("matrix-axis-tables", plan(MATRIX_HEAD + "[axes]\ncuda = [{a = 1}]\n"), "axes.cuda")

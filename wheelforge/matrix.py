@@ -548,7 +548,7 @@ def _job(
         ),
         config_settings=mapping("config-settings", repeatable=True),
         env=environment(),
-        requires_dist=texts("requires-dist"),
+        requires_dist=_requirements(check, texts("requires-dist"), f"{path}.requires-dist"),
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,
         accelerator_runtime=check.string(
@@ -561,7 +561,7 @@ def _job(
         compression=compression,
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
         runner=text("runner") or "ubuntu-latest",
-        manylinux_image=text("manylinux-image"),
+        manylinux_image=_image_name(check, text("manylinux-image"), f"{path}.manylinux-image"),
         before_build=_before_build(check, render, entry.get("before-build", []), path, context),
         cuda_components=components,
         compiler_cache=check.string(
@@ -614,6 +614,31 @@ def _pythons(check: _Checker, value: Any, path: str) -> list[str]:
         if not _PYTHON.fullmatch(python):
             raise check.fail(f"{path}[{i}]", f"expected 3 or a version 3.X, got {python!r}")
     return pythons
+
+
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
+
+
+def _image_name(check: _Checker, image: str | None, path: str) -> str | None:
+    """A container image reference (``registry/name:tag``, ``…@sha256:…``)."""
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise check.fail(path, f"expected a container image name like name:tag, got {image!r}")
+    return image
+
+
+def _requirements(check: _Checker, texts: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """PEP 508 requirements: they are written into the wheel's METADATA."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for i, text in enumerate(texts):
+        try:
+            Requirement(text)
+        except InvalidRequirement as err:
+            reason = str(err).splitlines()[0]
+            raise check.fail(
+                f"{path}[{i}]", f"expected a PEP 508 requirement, got {text!r} ({reason})"
+            ) from None
+    return texts
 
 
 MAX_SIZE_MB = 2**20  # 1 TiB: more is a typo (and float() of a huge int fails)
