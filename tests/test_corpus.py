@@ -303,6 +303,24 @@ case("remote-page-deep-coverage",
      "not a PEP 691 project page")  # fmt: skip
 
 case("site-page-100k-deep", site_page(DEEP_JSON), "index.json")
+
+
+def local_index(text: str) -> Setup:
+    """``select`` from a local index (a file: URL) whose project page is ``text``."""
+
+    def setup(env: Env) -> list[str | Path]:
+        env.write("site/simple/demo/index.json", text)
+        url = (env.root / "site" / "simple").as_uri() + "/"
+        return ["select", "demo", "--index", url, "--profile", "h100-driver-580"]
+
+    return setup
+
+
+case("local-index-100k-deep", local_index(DEEP_JSON), "not a PEP 691 project page")
+case("local-index-slash-in-build-tag",
+     local_index(json_page(entry("demo-1.0-1/x-py3-none-any.whl"))), "file name")  # fmt: skip
+case("local-index-not-json", local_index("{"), "not a PEP 691 project page")
+
 case("site-page-files-not-objects", site_page('{"files": [1]}'), "index.json")
 case("site-page-slash-in-build-tag",
      site_page(json_page(entry("demo-1.0-1/x-py3-none-any.whl", "../../files/x.whl"))),
