@@ -589,7 +589,7 @@ def dist_with_link(to: str) -> Callable[[Env], Path]:
 
 
 for where in ("outside", "inside"):
-    for command in ("check", "merge", "index"):
+    for command in ("check", "merge", "index", "variants-json"):
         extra = {"merge": ["--out", "merged"], "index": ["--out", "site", "--no-check"]}.get(
             command, []
         )
