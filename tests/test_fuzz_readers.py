@@ -230,3 +230,51 @@ def test_the_strategies_make_valid_toml_too() -> None:
         tomllib.loads('[project]\npath = "."\n[[variants]]\nid = "a"\nkind = "plain"\n'),
         source=Path("/nonexistent/fuzz.toml"),
     ).jobs
+
+
+# -- templates: bounded whatever the expression ---------------------------------------
+
+atoms = st.sampled_from(
+    ["1", "7", "10", "100000", "10**9", "'a'", "'ab' * 3", "cuda", "[1, 2]", "['x' * 1000]",
+     "'%9999999s'", "'{:>9999999}'"]
+)  # fmt: skip
+binary = st.sampled_from(["**", "*", "+", "~", "%", "-", "//"])
+filters = st.sampled_from(
+    ["", "|string", "|center(9999999)", "|indent(9999999)", "|replace('a', 'aaaaaaaaaa')",
+     "|join", "|list", "|format(1)", "|length", "|tojson"]
+)  # fmt: skip
+methods = st.sampled_from(["", ".ljust(10**9)", ".format(1)", ".split('.')", ".zfill(99999999)"])
+
+
+@st.composite
+def expressions(draw: st.DrawFn, depth: int = 3) -> str:
+    if depth == 0 or draw(st.booleans()):
+        return draw(atoms)
+    left, right = draw(expressions(depth - 1)), draw(expressions(depth - 1))
+    op = draw(binary)
+    return f"(({left}) {op} ({right})){draw(filters)}" + (draw(methods) if op in ("~", "%") else "")
+
+
+@settings(max_examples=150, deadline=None)
+@given(expressions(), st.sampled_from(["{{ %s }}", "{%% for i in %s %%}{{ i }}{%% endfor %%}"]))
+def test_templates_stay_bounded(expression: str, shape: str) -> None:
+    """Whatever the expression, a render ends within its time bound with its text bounded,
+    or raises (the matrix turns any exception into one line naming the field)."""
+    import time
+
+    from wheelforge import templating
+
+    environment = templating.sandboxed(autoescape=False)
+    saved = templating.MAX_SECONDS
+    templating.MAX_SECONDS = 1.0
+    started = time.monotonic()
+    try:
+        text = environment.from_string(shape % expression).render(cuda="13.0")
+        assert len(text) <= templating.MAX_OUTPUT
+    except MemoryError:  # pragma: no cover - the bounds exist to make this impossible
+        raise
+    except Exception:  # TemplateLimit, TypeError, …: the matrix makes each one line
+        pass
+    finally:
+        templating.MAX_SECONDS = saved
+    assert time.monotonic() - started < 3.0
