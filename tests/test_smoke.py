@@ -138,7 +138,7 @@ HEAD = '[project]\npath = "."\n\n[[variants]]\nkind = "plain"\n'
         ("test-command = []", r"test-command: expected a shell command string or a non-empty argv"),
         ("test-command = 3", r"test-command: expected a shell command string or a non-empty argv"),
         ('test-command = "true"\ntest-requires = ["--index-url=http://evil"]',
-         r"test-requires\[0\]: expected a requirement such as 'pytest>=8'"),
+         r"test-requires\[0\]: expected a PEP 508 requirement"),
         ('test-comand = "true"', r"unknown key \(did you mean 'test-command'\?\)"),
     ],
 )  # fmt: skip

@@ -12,7 +12,6 @@ import difflib
 import itertools
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any
 import jinja2
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import read_toml, table_at
 from wheelforge.templating import SecurityError, sandboxed
 from wheelforge.variants.config import config_from_table, default_config
-from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 
@@ -257,18 +257,9 @@ class _Renderer:
 
 def load_matrix(path: Path) -> Matrix:
     """Read a matrix file, or a ``pyproject.toml`` with a ``[tool.wheelforge]`` table."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such matrix file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path}: is a directory; expected a matrix file (*.toml)") from None
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read the matrix file ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    document = read_toml(path, what="matrix file")
     if path.name == "pyproject.toml":
-        table = document.get("tool", {}).get("wheelforge")
+        table = table_at(document, "tool", "wheelforge", source=str(path))
         if table is None:
             raise InvalidInput(f"{path}: expected a [tool.wheelforge] table")
         return parse_matrix(table, source=path, default_project=".")
@@ -286,7 +277,7 @@ def parse_matrix(
     if project_path is None:
         raise check.fail("project.path", "expected the path of the project to build")
     project_dir = (source.parent / check.string(project_path, "project.path")).resolve()
-    pythons = check.strings(project.get("python", ["3"]), "project.python")
+    pythons = _pythons(check, project.get("python", ["3"]), "project.python")
     platform = project.get("platform")
     if platform is not None:
         check.string(platform, "project.platform")
@@ -325,7 +316,7 @@ def parse_matrix(
                     f"unknown axis {axis!r}{_did_you_mean(axis, axes)}; "
                     f"axes: {', '.join(axes) or 'none'}",
                 )
-        own_pythons = check.strings(merged.get("python", pythons), f"{path}.python")
+        own_pythons = _pythons(check, merged.get("python", pythons), f"{path}.python")
         for combo in _combinations(own_axes, axes, zips, excludes, includes):
             for python in own_pythons:
                 context = {**combo, "python": python}
@@ -501,7 +492,7 @@ def _job(
             )
         label = label or default_label(properties)
         try:
-            validate_label(label)
+            validate_new_label(label)
         except InvalidInput as err:
             raise check.fail(f"{path}.label", err.message) from None
         if label == NULL_LABEL:
@@ -571,7 +562,7 @@ def _job(
         ),
         config_settings=mapping("config-settings", repeatable=True),
         env=environment(),
-        requires_dist=texts("requires-dist"),
+        requires_dist=_requirements(check, texts("requires-dist"), f"{path}.requires-dist"),
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,
         accelerator_runtime=check.string(
@@ -584,14 +575,14 @@ def _job(
         compression=compression,
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
         runner=text("runner") or "ubuntu-latest",
-        manylinux_image=text("manylinux-image"),
+        manylinux_image=_image_name(check, text("manylinux-image"), f"{path}.manylinux-image"),
         before_build=_before_build(check, render, entry.get("before-build", []), path, context),
         cuda_components=components,
         compiler_cache=check.string(
             entry.get("compiler-cache", "auto"), f"{path}.compiler-cache", COMPILER_CACHES
         ),
         test_command=_test_command(check, render, entry.get("test-command"), path, context),
-        test_requires=_test_requires(check, texts("test-requires"), path),
+        test_requires=_requirements(check, texts("test-requires"), f"{path}.test-requires"),
     )
 
 
@@ -661,24 +652,54 @@ def _test_command(
     return tuple(text for _, text in parts)
 
 
-def _test_requires(check: _Checker, values: Sequence[str], path: str) -> tuple[str, ...]:
-    """``test-requires``: PEP 508 requirements (never an installer option)."""
+_PYTHON = re.compile(r"3(\.[0-9]{1,3}t?)?")
+
+
+def _pythons(check: _Checker, value: Any, path: str) -> list[str]:
+    """Python versions: ``3`` (the running one) or ``3.X`` (``3.Xt``: free-threaded);
+    they become an interpreter's name (``python3.X``), so nothing else is accepted."""
+    pythons = check.strings(value, path)
+    for i, python in enumerate(pythons):
+        if not _PYTHON.fullmatch(python):
+            raise check.fail(f"{path}[{i}]", f"expected 3 or a version 3.X, got {python!r}")
+    return pythons
+
+
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
+
+
+def _image_name(check: _Checker, image: str | None, path: str) -> str | None:
+    """A container image reference (``registry/name:tag``, ``…@sha256:…``)."""
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise check.fail(path, f"expected a container image name like name:tag, got {image!r}")
+    return image
+
+
+def _requirements(check: _Checker, texts: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """PEP 508 requirements: they are written into the wheel's METADATA."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    for i, value in enumerate(values):
+    for i, text in enumerate(texts):
         try:
-            Requirement(value)
+            Requirement(text)
         except InvalidRequirement as err:
+            reason = str(err).splitlines()[0]
             raise check.fail(
-                f"{path}.test-requires[{i}]",
-                f"expected a requirement such as 'pytest>=8', got {value!r} ({err})",
+                f"{path}[{i}]", f"expected a PEP 508 requirement, got {text!r} ({reason})"
             ) from None
-    return tuple(values)
+    return texts
+
+
+MAX_SIZE_MB = 2**20  # 1 TiB: more is a typo (and float() of a huge int fails)
 
 
 def _positive(check: _Checker, value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise check.fail(path, f"expected a positive number of megabytes, got {value!r}")
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 < value <= MAX_SIZE_MB:  # NaN fails the comparison
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}…"
+        raise check.fail(
+            path, f"expected a positive number of megabytes, got {shown} (at most {MAX_SIZE_MB})"
+        )
     return float(value)
 
 

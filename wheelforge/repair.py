@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import make_dir
 from wheelforge.render import human_size
 from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
 from wheelforge.wheel.filename import WheelFilename
@@ -363,7 +364,7 @@ def repair_wheel(
         raise InvalidInput(f"accelerator runtime policy {runtime!r}: expected exclude or bundle")
     if not wheel.is_file():
         raise InvalidInput(f"{wheel}: no such wheel")
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_dir(outdir)
     if WheelFilename.parse(wheel.name).platform == "any":
         target = outdir / wheel.name
         shutil.copyfile(wheel, target)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import read_toml, table_at
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 from wheelforge.fsutil import atomic_path
 from wheelforge.variants.config import config_from_table, default_config
-from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.wheel.archive import DEFLATED, Member, ZipWriter, dos_datetime
@@ -51,15 +51,10 @@ class TagRequest:
 def load_variant_config(path: Path) -> VariantMetadata:
     """Providers and priorities from a TOML file's ``[variant]`` table (a pyproject.toml
     or a matrix file) or its ``[tool.wheelforge.variant]`` table."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
-    table = document.get("variant")
+    document = read_toml(path, what="variant config")
+    table = table_at(document, "variant", source=str(path))
     if table is None:
-        table = document.get("tool", {}).get("wheelforge", {}).get("variant")
+        table = table_at(document, "tool", "wheelforge", "variant", source=str(path))
     if table is None:
         raise InvalidInput(f"{path}: expected a [variant] or [tool.wheelforge.variant] table")
     return config_from_table(table, source=str(path))
@@ -77,8 +72,11 @@ def source_date_epoch() -> int | None:
 def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
     """The label and the ``variant.json`` content for a tag request."""
     props = request.properties
-    label = request.label or (default_label(props) if props else NULL_LABEL)
-    validate_label(label)
+    if request.label is not None:
+        label = request.label
+    else:
+        label = default_label(props) if props else NULL_LABEL
+    validate_new_label(label)
     if props and label == NULL_LABEL:
         raise InvalidInput("variant label 'null' is reserved for the variant without properties")
     if not props and label != NULL_LABEL:

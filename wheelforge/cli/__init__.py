@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --format github: a reduced matrix, one job per kind and toolchain",
     )
     plan.add_argument(
+        "--allow-runner",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="with --pull-request: a runner label the matrix may choose besides GitHub-hosted "
+        "ones (ubuntu-*, windows-*, macos-*) (repeatable)",
+    )
+    plan.add_argument(
         "--json", action="store_const", dest="format", const="json", help="same as --format json"
     )
 
@@ -332,8 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_repair(args: argparse.Namespace) -> int:
     import os
 
+    from wheelforge.cli.publish import size_limit
     from wheelforge.repair import check_size, repair_wheel
 
+    limit = size_limit(args.max_size_mb)
     log_path = args.log or Path(".wheelforge") / "logs" / f"repair-{args.wheel.stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -348,7 +358,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
             log=log,
             log_path=log_path,
         )
-    warning = check_size(repaired, limit=int(args.max_size_mb * 1024 * 1024), action=args.oversize)
+    warning = check_size(repaired, limit=limit, action=args.oversize)
     if args.json:
         emit_json(report.to_json() | {"warning": warning})
     else:
@@ -376,7 +386,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     elif args.format == "github":
         from wheelforge.ci.plan import github_matrix
 
-        plan = github_matrix(matrix.jobs, pull_request=args.pull_request)
+        plan = github_matrix(
+            matrix.jobs, pull_request=args.pull_request, allowed_runners=args.allow_runner
+        )
         print(json.dumps(plan, separators=(",", ":")))
     elif args.format == "cibuildwheel":
         from wheelforge.ci.plan import cibuildwheel_plan
@@ -410,6 +422,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     jobs = matrix.select(args.only)
     if args.jobs < 1:
         raise InvalidInput(f"-j {args.jobs}: expected at least 1")
+    from wheelforge.fsutil import check_dir_option
+
+    for option, directory in (("--out", args.out), ("--work-dir", args.work_dir),
+                              ("--cache-dir", args.cache_dir)):  # fmt: skip
+        if directory is not None:
+            check_dir_option(directory, option)
     options = BuildOptions(
         out=args.out,
         work_dir=args.work_dir,
