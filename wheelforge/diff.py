@@ -45,6 +45,9 @@ HINTS: dict[str, str] = {
     "builds in a per-job directory, so different work dirs give different paths",
     "temp-path": "a temporary path (/tmp/... or $TMPDIR) is embedded: a compiler or build "
     "step wrote its scratch file name into the output",
+    "sccache-temp": "sccache runs nvcc's steps in a temporary directory of its own "
+    "(sccache_nvcc...), whose name lands in the debug info of unstripped CUDA objects: strip "
+    'the library, or build that variant with compiler-cache = "ccache" or "none"',
     "absolute-path": "an absolute path differs between the builds: map it with "
     "-ffile-prefix-map=DIR=. or build in the same directory",
     "timestamp": "a date or time is embedded (__DATE__/__TIME__, a generated header, a "
@@ -53,6 +56,8 @@ HINTS: dict[str, str] = {
     "difference in the file and needs no fix of its own",
     "record": "RECORD holds every member's hash: it differs because the members above do",
 }
+
+_CONSEQUENCES = ("build-id", "record")
 
 _MONTH = rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _PATTERNS: dict[str, re.Pattern[bytes]] = {
@@ -134,11 +139,12 @@ class WheelDiff:
 
     @property
     def causes(self) -> tuple[Cause, ...]:
-        """Every cause, each kind once (the first example found)."""
+        """Every cause, each kind once (the first example found); the consequences of
+        other differences (build-id, RECORD) last."""
         seen: dict[str, Cause] = {}
         for cause in (*self.archive_causes, *(c for m in self.members for c in m.causes)):
             seen.setdefault(cause.kind, cause)
-        return tuple(seen.values())
+        return tuple(sorted(seen.values(), key=lambda c: c.kind in _CONSEQUENCES))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -521,6 +527,8 @@ def _scan(stream: BinaryIO, regions: list[_Region]) -> dict[str, set[bytes]]:
 def _path_kind(path: str) -> str:
     if _JOB_DIR.search(path) or "/.wheelforge/" in path:
         return "build-path"
+    if "/sccache_nvcc" in path:
+        return "sccache-temp"
     if path.startswith(("/tmp/", "/var/tmp/")) or "/tmp/" in path:
         return "temp-path"
     return "absolute-path"
@@ -538,7 +546,7 @@ def _causes(found_a: dict[str, set[bytes]], found_b: dict[str, set[bytes]]) -> t
             causes.append(Cause(kind, _text(only_a), _text(only_b)))
     paths_a = {p.decode(errors="replace") for p in found_a["path"] - found_b["path"]}
     paths_b = {p.decode(errors="replace") for p in found_b["path"] - found_a["path"]}
-    for kind in ("build-path", "temp-path", "absolute-path"):
+    for kind in ("build-path", "sccache-temp", "temp-path", "absolute-path"):
         side_a = sorted(p for p in paths_a if _path_kind(p) == kind)
         side_b = sorted(p for p in paths_b if _path_kind(p) == kind)
         if side_a or side_b:
