@@ -37,12 +37,14 @@ _BUILD_ID = ".note.gnu.build-id"
 
 # What a cause is, and what to do about it. Keys are the ``kind`` of a Cause.
 HINTS: dict[str, str] = {
-    "temp-name": "nvcc names its intermediate files tmpxft_<pid>_<counter>; the name lands in "
-    "the symbol table (STT_FILE) and in the module id of internal symbols. Strip the library "
-    "(scikit-build-core: install.strip) or give nvcc a fixed --keep-dir",
-    "build-path": "the job's build directory (.wheelforge/jobs/ID/...) is embedded: map it "
-    "with -ffile-prefix-map=DIR=. (host compiler; for nvcc via -Xcompiler); wheelforge "
-    "builds in a per-job directory, so different work dirs give different paths",
+    "temp-name": "nvcc compiles through temporary files named tmpxft_<pid>_<counter>, and "
+    "the name lands in the host object's symbol table (STT_FILE) and debug info: nvcc "
+    "-objtemp names them after the object file instead (wheelforge passes it in CUDAFLAGS; "
+    "a build that ignores CUDAFLAGS needs it in its own flags), or strip the library",
+    "build-path": "the job's build directory (WORK/jobs/ID/...) is embedded: wheelforge maps "
+    "it to /wheelforge through CFLAGS, CXXFLAGS, HIPFLAGS and CUDAFLAGS; a build that "
+    "ignores these variables needs -ffile-prefix-map=DIR=. in its own flags (for nvcc "
+    "through -Xcompiler)",
     "temp-path": "a temporary path (/tmp/... or $TMPDIR) is embedded: a compiler or build "
     "step wrote its scratch file name into the output",
     "sccache-temp": "sccache runs nvcc's steps in a temporary directory of its own "
