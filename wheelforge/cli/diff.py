@@ -58,6 +58,8 @@ def _render_pair(pair: WheelDiff) -> None:
     else:
         print(f"{names}: differs")
     for member in pair.members:
+        if [c.kind for c in member.causes] == ["record"]:
+            continue  # RECORD's changed hashes repeat the table
         for line in member.lines:
             print(f"  {member.name}: {line}")
     for note in pair.archive:
