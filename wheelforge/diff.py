@@ -13,11 +13,12 @@ streams from there (a 300 MB CUDA library never sits in memory).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -230,7 +231,7 @@ def diff_wheels(a: Path, b: Path) -> WheelDiff:
         if _same_file_bytes(a, b):
             return WheelDiff(a, b, identical=True)
         with tempfile.TemporaryDirectory(prefix="wheelforge-diff-") as scratch:
-            members = tuple(_diff_members(wa, wb, Path(scratch)))
+            members = _diff_members(wa, wb, Path(scratch))
         archive, archive_causes = _diff_archive(wa, wb)
     if not members and not archive:
         archive = ("the archives' bytes differ outside the members (zip headers or comment)",)
@@ -287,7 +288,7 @@ def _dos_text(member: Member) -> str:
     )
 
 
-def _diff_members(wa: Wheel, wb: Wheel, scratch: Path) -> Iterator[MemberDiff]:
+def _diff_members(wa: Wheel, wb: Wheel, scratch: Path) -> tuple[MemberDiff, ...]:
     names = [n for n in wa.members if not n.endswith("/")]
     names += [n for n in wb.members if n not in wa.members and not n.endswith("/")]
     record = {wa.dist_info_path("RECORD"), wb.dist_info_path("RECORD")}
@@ -295,8 +296,6 @@ def _diff_members(wa: Wheel, wb: Wheel, scratch: Path) -> Iterator[MemberDiff]:
     for name in sorted(names):
         ma, mb = wa.members.get(name), wb.members.get(name)
         if ma is None or mb is None:
-            present = ma or mb
-            assert present is not None
             changed.append(
                 MemberDiff(
                     name,
@@ -318,23 +317,9 @@ def _diff_members(wa: Wheel, wb: Wheel, scratch: Path) -> Iterator[MemberDiff]:
             path_a.unlink(missing_ok=True)
             path_b.unlink(missing_ok=True)
         if name in record and not diff.causes:
-            diff = _with_causes(diff, (Cause("record", "", ""),))
+            diff = dataclasses.replace(diff, causes=(Cause("record", "", ""),))
         changed.append(diff)
-    yield from changed
-
-
-def _with_causes(diff: MemberDiff, causes: tuple[Cause, ...]) -> MemberDiff:
-    return MemberDiff(
-        diff.name,
-        diff.status,
-        diff.kind,
-        diff.size_a,
-        diff.size_b,
-        diff.sections,
-        diff.lines,
-        diff.first_difference,
-        causes,
-    )
+    return tuple(changed)
 
 
 def _same_content(wa: Wheel, ma: Member, wb: Wheel, mb: Member) -> bool:
