@@ -146,6 +146,24 @@ def test_elf_timestamp_and_nvcc_temp_name(tmp_path: Path) -> None:
     assert causes["temp-name"].b == "tmpxft_00001c80_00000000-6"
 
 
+@needs_gcc
+def test_only_the_build_id_differs_after_strip(tmp_path: Path) -> None:
+    """Debug info counts in the build-id; strip removes it but the build-id stays."""
+    libs = []
+    for side in ("la", "lb"):
+        _library(tmp_path / side, '"x"', "-g")  # lib.c at two paths: DW_AT_name differs
+        subprocess.run(["strip", tmp_path / side / "libdemo.so"], check=True)
+        libs.append((tmp_path / side / "libdemo.so").read_bytes())
+    report = diff_paths(
+        _wheel(tmp_path / "a", {"demo/libdemo.so": libs[0]}),
+        _wheel(tmp_path / "b", {"demo/libdemo.so": libs[1]}),
+    )
+    [member] = [m for m in report.pairs[0].members if m.name == "demo/libdemo.so"]
+    assert [s.name for s in member.sections] == [".note.gnu.build-id"]
+    assert [c.kind for c in member.causes] == ["stripped"]
+    assert "before it was stripped" in member.causes[0].hint
+
+
 def test_gzip_mtime_and_zip_dates(tmp_path: Path) -> None:
     data = b"table\n" * 100
     a = _wheel(tmp_path / "a", {"demo/t.gz": gzip.compress(data, mtime=1)})

@@ -57,10 +57,13 @@ HINTS: dict[str, str] = {
     "gzip or zip date): honour SOURCE_DATE_EPOCH, which wheelforge sets for every build",
     "build-id": "the GNU build-id is a hash of the linked output: it changes with any other "
     "difference in the file and needs no fix of its own",
+    "stripped": "only the GNU build-id differs: the linker hashed the output, debug info "
+    "included, before it was stripped, so the stripped debug info differed (a path, a "
+    "temporary name): build without stripping and diff again to see it",
     "record": "RECORD holds every member's hash: it differs because the members above do",
 }
 
-_CONSEQUENCES = ("build-id", "record")
+_CONSEQUENCES = ("stripped", "build-id", "record")
 
 # Each pattern starts with a literal byte, which re finds quickly (a 500 MB section scans
 # in seconds); (kind, pattern, bytes before the match that belong to it, the full form
@@ -498,7 +501,9 @@ def _elf_causes(
 ) -> tuple[Cause, ...]:
     content = [s for s in sections if not s[0].name.startswith("(")]
     causes = _causes(*_scan_pairs(fa, fb, [(ra, rb) for _, ra, rb in content]))
-    if any(s.name == _BUILD_ID for s, _, _ in sections):
+    if [s.name for s, _, _ in content] == [_BUILD_ID]:
+        causes += (Cause("stripped", "", ""),)
+    elif any(s.name == _BUILD_ID for s, _, _ in content):
         causes += (Cause("build-id", "", ""),)
     return causes
 
