@@ -161,7 +161,7 @@ def test_only_the_build_id_differs_after_strip(tmp_path: Path) -> None:
     [member] = [m for m in report.pairs[0].members if m.name == "demo/libdemo.so"]
     assert [s.name for s in member.sections] == [".note.gnu.build-id"]
     assert [c.kind for c in member.causes] == ["stripped"]
-    assert "before it was stripped" in member.causes[0].hint
+    assert "before the library was stripped" in member.causes[0].hint
 
 
 def test_gzip_mtime_and_zip_dates(tmp_path: Path) -> None:

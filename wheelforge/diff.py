@@ -57,9 +57,10 @@ HINTS: dict[str, str] = {
     "gzip or zip date): honour SOURCE_DATE_EPOCH, which wheelforge sets for every build",
     "build-id": "the GNU build-id is a hash of the linked output: it changes with any other "
     "difference in the file and needs no fix of its own",
-    "stripped": "only the GNU build-id differs: the linker hashed the output, debug info "
-    "included, before it was stripped, so the stripped debug info differed (a path, a "
-    "temporary name): build without stripping and diff again to see it",
+    "stripped": "only the GNU build-id differs: the linker computed it before the library "
+    "was stripped, over what strip then removed (debug info, the size of the symbol "
+    "table), so that differed (a path, nvcc's temporary names): build without stripping "
+    "and diff again to see it",
     "record": "RECORD holds every member's hash: it differs because the members above do",
 }
 
