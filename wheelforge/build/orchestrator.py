@@ -26,6 +26,7 @@ from wheelforge.build.compiler_cache import (
 )
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.build.manifest import Artifact, read_manifest, update_manifest
+from wheelforge.build.reproducible import nvcc_has_objtemp, reproducible_flags
 from wheelforge.build.sources import (
     ProjectFiles,
     normalize_sdist,
@@ -313,6 +314,9 @@ def _compile(
     env = dict(os.environ)
     env.update(plan.toolchain.env)
     env.update(job.env)
+    # The job directory's path and nvcc's temporary names stay out of the output.
+    nvcc = plan.toolchain.name == "nvcc" and nvcc_has_objtemp(plan.toolchain.path)
+    env.update(reproducible_flags(job_dir, env, nvcc_objtemp=nvcc))
     env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
     env["TMPDIR"] = str(_tmpdir(job_dir))
     # scikit-build-core's build directory, kept with the job (other backends ignore it).

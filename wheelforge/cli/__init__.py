@@ -330,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--no-verify", action="store_true", help="skip reading the output back")
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
+    diff = sub.add_parser(
+        "diff",
+        help="compare two wheels or two dist directories (reproducibility)",
+        description="Which members differ and how (sizes; ELF sections), with a hint for "
+        "known causes (nvcc temp names, build paths, timestamps). Directories: wheels are "
+        "paired by filename. Exit 0: identical, 1: they differ, 2: bad input.",
+    )
+    diff.add_argument("a", type=Path, metavar="A", help="a wheel or a directory")
+    diff.add_argument("b", type=Path, metavar="B", help="a wheel or a directory")
+    diff.add_argument("--json", action="store_true", help="print the report as JSON")
     COMMANDS.update(publish.add_commands(sub))
     COMMANDS.update(select.add_commands(sub))
     COMMANDS.update(ci.add_commands(sub))
@@ -644,6 +654,18 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from wheelforge.cli.diff import render_report
+    from wheelforge.diff import diff_paths
+
+    report = diff_paths(args.a, args.b)
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        render_report(report)
+    return 0 if report.identical else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "tag": _cmd_tag,
     "untag": _cmd_untag,
@@ -653,6 +675,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "build": _cmd_build,
     "repair": _cmd_repair,
     "compress": _cmd_compress,
+    "diff": _cmd_diff,
 }
 
 
