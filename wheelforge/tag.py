@@ -108,9 +108,15 @@ def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
     return requirements
 
 
-def _add_requirements(metadata: bytes, requirements: Sequence[Requirement]) -> bytes:
+def _add_requirements(
+    metadata: bytes, requirements: Sequence[Requirement], *, source: str
+) -> bytes:
     """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
-    head, sep, body = metadata.decode("utf-8").partition("\n\n")
+    try:
+        text = metadata.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}: METADATA is not UTF-8") from None
+    head, sep, body = text.partition("\n\n")
     lines = head.split("\n")
     last = max(
         (i for i, line in enumerate(lines) if line.lower().startswith("requires-dist:")),
@@ -200,7 +206,7 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest, *, replace: bool =
         replaced = {}
         if requirements:
             name = wheel.dist_info_path("METADATA")
-            replaced[name] = _add_requirements(wheel.read(name), requirements)
+            replaced[name] = _add_requirements(wheel.read(name), requirements, source=str(path))
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(
@@ -235,6 +241,9 @@ def add_requires_dist(path: Path, output: Path, requirements: Sequence[str]) -> 
         record = wheel.record()
         name = wheel.dist_info_path("METADATA")
         _rewrite(
-            wheel, record, output, replaced={name: _add_requirements(wheel.read(name), parsed)}
+            wheel,
+            record,
+            output,
+            replaced={name: _add_requirements(wheel.read(name), parsed, source=str(path))},
         )
     return output

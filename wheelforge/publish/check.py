@@ -7,18 +7,20 @@ Findings are collected rather than raised, so one run reports every defect.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import io
 import multiprocessing
 import tarfile
 import zipfile
+import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from packaging import metadata as core_metadata
 from packaging.utils import canonicalize_name, canonicalize_version
@@ -34,7 +36,7 @@ from wheelforge.variants.merge import merge_all
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
-from wheelforge.wheel.archive import METHOD_NAMES, ZSTD
+from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
 from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # PyPI's default per-file limit
@@ -186,6 +188,7 @@ def _read(artifact: Artifact, *, verify_hashes: bool, max_size: int) -> _WheelFa
 def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
+        wheel.check_headers()
         try:
             wheel.checked_record(verify=verify_hashes)
         except InvalidInput as err:
@@ -308,21 +311,52 @@ def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
 
 
 def sdist_metadata(path: Path) -> bytes:
+    """The sdist's top-level PKG-INFO (at most :func:`metadata_cap` bytes)."""
+    cap = metadata_cap()
     try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                names = [n for n in archive.namelist() if n.count("/") == 1]
-                member = next(n for n in names if n.endswith("/PKG-INFO"))
-                return archive.read(member)
-        with tarfile.open(path, "r:gz") as archive:
-            for info in archive:
-                if info.name.count("/") == 1 and info.name.endswith("/PKG-INFO"):
-                    extracted = archive.extractfile(info)
-                    if extracted is not None:
-                        return extracted.read()
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, StopIteration):
+        with _pkg_info(path) as found:
+            if found is not None:
+                size, stream = found
+                if size > cap:
+                    raise InvalidInput(
+                        f"{path}: PKG-INFO holds {size} bytes, over the limit of {cap} bytes "
+                        "for metadata (raise the limit with --max-metadata-mb)"
+                    )
+                return stream.read(cap)
+    except (  # what zipfile, tarfile and their decompressors raise on a damaged file
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ):
         pass
     raise InvalidInput(f"{path}: not a readable sdist with a top-level PKG-INFO")
+
+
+@contextlib.contextmanager
+def _pkg_info(path: Path) -> Iterator[tuple[int, IO[bytes]] | None]:
+    """The top-level PKG-INFO's size and a stream of it, if there is one."""
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.count("/") == 1 and info.filename.endswith("/PKG-INFO"):
+                    with archive.open(info) as stream:
+                        yield info.file_size, stream
+                        return
+            yield None
+            return
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    yield member.size, extracted
+                    return
+        yield None
 
 
 # -- the set ------------------------------------------------------------------------

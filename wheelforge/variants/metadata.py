@@ -220,6 +220,8 @@ def loads(text: str | bytes, *, source: str) -> VariantMetadata:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidInput(f"{source}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise InvalidInput(f"{source}: not valid JSON (nested too deeply)") from None
     return from_json(data, source=source)
 
 

@@ -42,7 +42,7 @@ def parse_record(data: bytes, *, source: str) -> list[RecordEntry]:
         path, hash_, size = row
         if hash_ and "=" not in hash_:
             raise InvalidInput(f"{source}: RECORD line {lineno}: expected hash 'algo=digest'")
-        if size and not size.isdigit():
+        if size and not (size.isascii() and size.isdigit() and len(size) <= 20):
             raise InvalidInput(f"{source}: RECORD line {lineno}: expected a size in bytes")
         entries.append(RecordEntry(path, hash_ or None, int(size) if size else None))
     return entries

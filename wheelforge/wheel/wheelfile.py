@@ -8,7 +8,7 @@ from typing import Self
 
 from wheelforge.errors import InvalidInput
 from wheelforge.variants.metadata import VariantMetadata, loads
-from wheelforge.wheel.archive import Member, ZipReader, check_member_name
+from wheelforge.wheel.archive import Member, ZipReader, check_member_name, metadata_cap
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.record import RecordEntry, digest_to_record_hash, parse_record
 
@@ -55,10 +55,16 @@ class Wheel:
         return self.members.get(name)
 
     def read(self, name: str) -> bytes:
+        """A metadata member's content (at most :func:`metadata_cap` bytes)."""
         member = self.members.get(name)
         if member is None:
             raise InvalidInput(f"{self.path}: member {name!r} is missing")
-        return self.zip.read(member)
+        return self.zip.read(member, limit=metadata_cap())
+
+    def check_headers(self) -> None:
+        """Every member's local header agrees with the central directory."""
+        for member in self.zip.members:
+            self.zip.data_offset(member)
 
     def record(self) -> list[RecordEntry]:
         return parse_record(self.read(self.dist_info_path("RECORD")), source=str(self.path))
