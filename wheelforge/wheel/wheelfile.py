@@ -14,6 +14,7 @@ from wheelforge.wheel.record import RecordEntry, digest_to_record_hash, parse_re
 
 VARIANT_JSON = "variant.json"
 _UNRECORDED = ("RECORD", "RECORD.jws", "RECORD.p7s")
+_METADATA = ("METADATA", "RECORD", "WHEEL", VARIANT_JSON)
 
 
 class Wheel:
@@ -27,6 +28,7 @@ class Wheel:
                 check_member_name(member.name, source=str(path))
                 self.members[member.name] = member
             self.dist_info = self._find_dist_info()
+            self._check_metadata_sizes()
         except BaseException:
             self.zip.close()
             raise
@@ -47,6 +49,15 @@ class Wheel:
         if f"{found[0]}/RECORD" not in self.members:
             raise InvalidInput(f"{self.path}: {found[0]}/RECORD is missing")
         return found[0]
+
+    def _check_metadata_sizes(self) -> None:
+        """Metadata members are read whole: each is refused if it declares more than
+        :func:`metadata_cap` bytes (and :meth:`read` stops at the declared size)."""
+        cap = metadata_cap()
+        for name in _METADATA:
+            member = self.members.get(self.dist_info_path(name))
+            if member is not None and member.size > cap:
+                self.zip.read(member, limit=cap)  # raises
 
     def dist_info_path(self, name: str) -> str:
         return f"{self.dist_info}/{name}"
@@ -105,22 +116,22 @@ class Wheel:
                 raise InvalidInput(f"{self.path}: RECORD lists {path!r}, which is not in the wheel")
 
     def verify_record(self, record: list[RecordEntry]) -> None:
-        """Decompress every member and check its hash against RECORD."""
+        """Inflate every member, checking its size and CRC, and its hash against RECORD."""
         self.check_record_listing(record)
-        for entry in record:
-            member = self.members.get(entry.path)
-            if member is None or entry.hash is None:
-                continue
-            algorithm = entry.hash.partition("=")[0]
-            if algorithm not in ("sha256", "sha384", "sha512"):
+        hashes = {entry.path: entry.hash for entry in record if entry.hash is not None}
+        for name, member in self.members.items():
+            expected = hashes.get(name)
+            algorithm = (expected or "").partition("=")[0]
+            if expected is not None and algorithm not in ("sha256", "sha384", "sha512"):
                 raise InvalidInput(
-                    f"{self.path}: RECORD entry {entry.path!r} uses hash {algorithm!r}: "
+                    f"{self.path}: RECORD entry {name!r} uses hash {algorithm!r}: "
                     "expected sha256, sha384 or sha512"
                 )
-            digest = hashlib.new(algorithm)
+            digest = hashlib.new(algorithm) if expected is not None else None
             for chunk in self.zip.iter_content(member):
-                digest.update(chunk)
-            if digest_to_record_hash(algorithm, digest.digest()) != entry.hash:
+                if digest is not None:
+                    digest.update(chunk)
+            if digest is not None and digest_to_record_hash(algorithm, digest.digest()) != expected:
                 raise InvalidInput(
-                    f"{self.path}: RECORD hash mismatch for {entry.path!r}: expected {entry.hash}"
+                    f"{self.path}: RECORD hash mismatch for {name!r}: expected {expected}"
                 )
