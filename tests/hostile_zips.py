@@ -23,6 +23,8 @@ GiB = 1 << 30
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _EOCD = struct.Struct("<4s4H2LH")
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+MAX32 = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,17 @@ def deflated(name: str, data: bytes, **fields: object) -> Entry:
     return replace(Entry(name, payload, DEFLATED, zlib.crc32(data), len(data)), **fields)  # type: ignore[arg-type]
 
 
-def write_zip(path: Path, entries: list[Entry], *, count: int | None = None) -> Path:
-    """The archive of ``entries`` in order (``count``: what the end record claims)."""
+def write_zip(
+    path: Path,
+    entries: list[Entry],
+    *,
+    count: int | None = None,
+    before_end: bytes = b"",
+    end: dict[str, int] | None = None,
+) -> Path:
+    """The archive of ``entries`` in order. ``count``: the member count the end record
+    claims; ``before_end``: bytes between the central directory and the end record (a
+    zip64 locator); ``end``: other end record fields (cd_size, cd_offset)."""
     out = bytearray()
     central = bytearray()
     for entry in entries:
@@ -82,9 +93,11 @@ def write_zip(path: Path, entries: list[Entry], *, count: int | None = None) -> 
             0, 0, 0, entry.external_attr, offset,
         )  # fmt: skip
         central += name + entry.central_extra
-    n = len(entries) if count is None else count
-    eocd = _EOCD.pack(b"PK\x05\x06", 0, 0, n, n, len(central), len(out), 0)
-    path.write_bytes(bytes(out + central + eocd))
+    fields = {"count": len(entries) if count is None else count, "cd_size": len(central)}
+    fields = {**fields, "cd_offset": len(out), **(end or {})}
+    n = fields["count"]
+    eocd = _EOCD.pack(b"PK\x05\x06", 0, 0, n, n, fields["cd_size"], fields["cd_offset"], 0)
+    path.write_bytes(bytes(out + central + before_end + eocd))
     return path
 
 

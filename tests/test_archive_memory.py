@@ -87,7 +87,7 @@ def test_bombs_are_refused_in_bounded_memory(tmp_path: Path, kind: str) -> None:
     assert wheel.stat().st_size < 1_200_000
     expected = EXPECTED[kind]
     peaks = {}
-    commands = {
+    commands: dict[str, list[str | Path]] = {
         "inspect": ["inspect", wheel],
         "tag --verify": ["tag", "--verify", wheel, "-p", CPU, "-o", tmp_path / "out"],
     }
