@@ -30,7 +30,7 @@ CPU = "x86_64 :: level :: v3"
 # this process's RUSAGE_CHILDREN holds that one command only.
 _MEASURE = """
 import resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=240)
 sys.stdout.write(done.stdout)
 sys.stderr.write(done.stderr)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

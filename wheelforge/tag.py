@@ -206,7 +206,9 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest, *, replace: bool =
         replaced = {}
         if requirements:
             name = wheel.dist_info_path("METADATA")
-            replaced[name] = _add_requirements(wheel.read(name), requirements, source=str(path))
+            replaced[name] = _add_requirements(
+                wheel.core_metadata(), requirements, source=str(path)
+            )
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(
@@ -244,6 +246,6 @@ def add_requires_dist(path: Path, output: Path, requirements: Sequence[str]) -> 
             wheel,
             record,
             output,
-            replaced={name: _add_requirements(wheel.read(name), parsed, source=str(path))},
+            replaced={name: _add_requirements(wheel.core_metadata(), parsed, source=str(path))},
         )
     return output

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import hashlib
 import io
 import multiprocessing
 import tarfile
+import threading
 import zipfile
 import zlib
 from collections import defaultdict
@@ -37,9 +39,16 @@ from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
 from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
-from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
+from wheelforge.wheel.wheelfile import (
+    VARIANT_JSON,
+    Wheel,
+    check_header_lines,
+    parse_core_metadata,
+)
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # PyPI's default per-file limit
+RENDER_LIMIT = 64 << 10  # characters of reStructuredText rendered: ~130 MiB at worst
+_RENDERING = threading.Lock()
 # What one wheel of a release may add to the METADATA the others share.
 VARIANT_FIELDS = frozenset({"requires_dist"})
 
@@ -195,7 +204,7 @@ def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)
         _check_variant_json(facts, wheel)
-        _check_metadata(facts, wheel.read(wheel.dist_info_path("METADATA")), "METADATA")
+        _check_metadata(facts, wheel.core_metadata(), "METADATA")
 
 
 def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
@@ -261,7 +270,7 @@ def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
     """Core metadata as ``twine check`` and ``twine upload`` judge it: every field
     known and well-formed, the long description renders."""
     artifact = facts.artifact
-    raw, unparsed = core_metadata.parse_email(data)
+    raw, unparsed = parse_core_metadata(data)
     if _version_tuple(str(raw.get("metadata_version", "0"))) < (2, 4):
         raw.pop("license_files", None)  # setuptools writes it too early; twine tolerates it
         unparsed.pop("license-file", None)
@@ -283,6 +292,9 @@ def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
         )
     _check_description(facts, raw, member)
     facts.metadata = dict(raw)
+    if isinstance(raw.get("description"), str):  # compared, not kept: it may be megabytes
+        digest = hashlib.sha256(raw["description"].encode("utf-8", "surrogatepass"))
+        facts.metadata["description"] = digest.hexdigest()
 
 
 def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
@@ -298,10 +310,20 @@ def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
             "reStructuredText",
         )
     if content_type is None or content_type.split(";")[0].strip() == "text/x-rst":
+        if len(description) > RENDER_LIMIT:
+            facts.warning(
+                "metadata",
+                f"{member}: the long description ({len(description)} characters) is over "
+                f"{RENDER_LIMIT} and was not rendered (docutils needs about 2 KiB of memory a "
+                "character): run 'twine check' on it",
+            )
+            return
         import readme_renderer.rst
 
         warnings = io.StringIO()
-        if readme_renderer.rst.render(description, stream=warnings) is None:
+        with _RENDERING:  # one at a time: docutils holds the GIL, and memory is bounded
+            rendered = readme_renderer.rst.render(description, stream=warnings)
+        if rendered is None:
             first = warnings.getvalue().strip().splitlines()[:1]
             facts.error(
                 "metadata",
@@ -322,7 +344,7 @@ def sdist_metadata(path: Path) -> bytes:
                         f"{path}: PKG-INFO holds {size} bytes, over the limit of {cap} bytes "
                         "for metadata (raise the limit with --max-metadata-mb)"
                     )
-                return stream.read(cap)
+                return check_header_lines(stream.read(cap), source=f"{path}: PKG-INFO")
     except (  # what zipfile, tarfile and their decompressors raise on a damaged file
         OSError,
         EOFError,
