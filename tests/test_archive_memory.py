@@ -17,6 +17,8 @@ from tests.hostile_zips import (
     Entry,
     GiB,
     deflate_zeros,
+    deflated,
+    record_hash,
     wheel_entries,
     write_zip,
     zstd_zeros,
@@ -122,3 +124,64 @@ def test_the_metadata_cap_can_be_raised(tmp_path: Path) -> None:
     assert got == 0, err
     got, _, err, _ = measured("--max-metadata-mb", "nan", "inspect", wheel, cwd=tmp_path)
     assert got == 2 and err.startswith("error: --max-metadata-mb"), err
+
+
+def _near_cap(tmp_path: Path, kind: str) -> Path:
+    """A wheel whose metadata is just under its cap, shaped to cost the most memory
+    once parsed (as the readers would without their limits)."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    size = (16 << 20) - 4096
+    head = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+    if kind == "RECORD-short-lines":  # millions of entries: refused past the member count
+        entries = wheel_entries()
+        entries[-1] = deflated(entries[-1].name, b"a,,\n" * (size // 4))
+        return write_zip(dist / "demo-1.0-py3-none-any.whl", entries)
+    if kind == "variant.json-empty-lists":  # 1 MiB (a sixteenth of the cap) of []
+        data = b"[" + b"[]," * ((1 << 20) // 3 - 2) + b"[]]"
+        name = f"{DIST_INFO}/variant.json"
+        entries = wheel_entries(
+            [deflated("demo/__init__.py", b"VALUE = 1\n"), deflated(name, data)],
+            record_lines={name: f"{name},{record_hash(data)},{len(data)}"},
+        )
+        return write_zip(dist / "demo-1.0-py3-none-any-v3.whl", entries)
+    text = {
+        "METADATA-header-lines": head + "Classifier: a\n" * (size // 14) + "\nbody\n",
+        "METADATA-rst-sections": head + "\n" + "a\n=\n\n" * (size // 5),
+        "METADATA-blank-lines": head + "\n" + "\n" * size,
+    }[kind]
+    data = text.encode()
+    name = f"{DIST_INFO}/METADATA"
+    entries = wheel_entries(
+        metadata=deflated(name, data),
+        record_lines={name: f"{name},{record_hash(data)},{len(data)}"},
+    )
+    return write_zip(dist / "demo-1.0-py3-none-any.whl", entries)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "RECORD-short-lines",
+        "variant.json-empty-lists",
+        "METADATA-header-lines",
+        "METADATA-rst-sections",
+        "METADATA-blank-lines",
+    ],
+)
+def test_metadata_just_under_the_cap(tmp_path: Path, kind: str) -> None:
+    """Parsed, 16 MiB of metadata could take gigabytes (the email parser keeps an object
+    a line, docutils a node tree, csv and json an object a value): each is refused,
+    kept out of the parser, or not rendered."""
+    wheel = _near_cap(tmp_path, kind)
+    peaks = {}
+    commands: dict[str, list[str | Path]] = {
+        "check": ["check", "--json", wheel.parent],
+        "index --no-check": ["index", "--no-check", wheel.parent, "--out", "site"],
+        "inspect": ["inspect", wheel],
+    }
+    for name, args in commands.items():
+        got, _, err, peaks[name] = measured(*args, cwd=tmp_path)
+        assert "Traceback" not in err and got in (0, 1, 2), (name, err)
+    print(kind, {name: f"{peak:.0f} MiB" for name, peak in peaks.items()})
+    assert max(peaks.values()) < LIMIT_MIB, peaks
