@@ -61,6 +61,8 @@ _VARIANT_KEYS = (
     "before-build",
     "cuda-components",
     "compiler-cache",
+    "test-command",
+    "test-requires",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 # Job ids name directories and logs (.wheelforge/jobs/ID): the label's characters plus
@@ -70,6 +72,10 @@ JOB_ID_MAX = 100
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # POSIX: what a shell can set
 TOOLCHAIN_VERSION_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+# test-command placeholders (as cibuildwheel's): the project directory and the wheel.
+TEST_PLACEHOLDERS = ("project", "wheel")
+# A {name} that is no placeholder is most likely a misspelt one; ${name} is the shell's.
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,10 @@ class Job:
     compiler_cache: str = (
         "auto"  # "auto" (sccache, else ccache, else none) | "sccache" | "ccache" | "none"
     )
+    # The smoke test run on each built wheel (``wheelforge test``): a string runs with
+    # sh -c, a tuple is an argv; {project} and {wheel} are substituted. None: no test.
+    test_command: str | tuple[str, ...] | None = None
+    test_requires: tuple[str, ...] = ()  # installed beside the wheel for the test
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +141,10 @@ class Job:
             "before-build": [list(s) if isinstance(s, tuple) else s for s in self.before_build],
             "cuda-components": list(self.cuda_components),
             "compiler-cache": self.compiler_cache,
+            "test-command": list(self.test_command)
+            if isinstance(self.test_command, tuple)
+            else self.test_command,
+            "test-requires": list(self.test_requires),
         }
 
 
@@ -576,6 +590,8 @@ def _job(
         compiler_cache=check.string(
             entry.get("compiler-cache", "auto"), f"{path}.compiler-cache", COMPILER_CACHES
         ),
+        test_command=_test_command(check, render, entry.get("test-command"), path, context),
+        test_requires=_test_requires(check, texts("test-requires"), path),
     )
 
 
@@ -610,6 +626,54 @@ def _before_build(
                 "expected a shell command string or a non-empty argv list of strings",
             )
     return tuple(steps)
+
+
+def _test_command(
+    check: _Checker, render: _Renderer, value: Any, path: str, context: Mapping[str, str]
+) -> str | tuple[str, ...] | None:
+    """``test-command``: a shell string (``sh -c``) or a non-empty argv list; only the
+    placeholders {project} and {wheel} (a misspelt one is an error, ``${VAR}`` is not)."""
+    where = f"{path}.test-command"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [(where, render(value, context, where))]
+    elif isinstance(value, list) and value and all(isinstance(a, str) for a in value):
+        parts = [
+            (f"{where}[{i}]", render(a, context, f"{where}[{i}]")) for i, a in enumerate(value)
+        ]
+    else:
+        raise check.fail(
+            where, "expected a shell command string or a non-empty argv list of strings"
+        )
+    for at, text in parts:
+        if "\0" in text:
+            raise check.fail(at, "the command contains NUL")
+        for name in _PLACEHOLDER.findall(text):
+            if name not in TEST_PLACEHOLDERS:
+                raise check.fail(
+                    at,
+                    f"unknown placeholder {{{name}}}{_did_you_mean(name, TEST_PLACEHOLDERS)}; "
+                    "expected {project} (the project directory) or {wheel} (the wheel's path)",
+                )
+    if isinstance(value, str):
+        return parts[0][1]
+    return tuple(text for _, text in parts)
+
+
+def _test_requires(check: _Checker, values: Sequence[str], path: str) -> tuple[str, ...]:
+    """``test-requires``: PEP 508 requirements (never an installer option)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for i, value in enumerate(values):
+        try:
+            Requirement(value)
+        except InvalidRequirement as err:
+            raise check.fail(
+                f"{path}.test-requires[{i}]",
+                f"expected a requirement such as 'pytest>=8', got {value!r} ({err})",
+            ) from None
+    return tuple(values)
 
 
 def _positive(check: _Checker, value: Any, path: str) -> float:

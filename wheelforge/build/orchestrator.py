@@ -45,7 +45,9 @@ from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
+from wheelforge.publish.check import Finding, Severity, fallback_guard
 from wheelforge.repair import check_size, repair_wheel
+from wheelforge.smoke import TestResult
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
 
@@ -58,13 +60,16 @@ SDIST_JOB = "sdist"  # the progress and manifest name of the sdist step
 @dataclass(frozen=True)
 class JobResult:
     job: Job
-    status: str  # "built" | "cached" | "failed" | "skipped" | "unavailable"
+    # "built" | "cached" | "failed" | "skipped" | "unavailable" | "rejected" (built, but a
+    # fallback wheel with GPU content: check's fallback guards)
+    status: str
     seconds: float = 0.0
     wheel: Path | None = None
     log: Path | None = None
     error: str | None = None
     warning: str | None = None
     compiler_cache: CacheStats | None = None  # this run's compiles (None: none ran)
+    test: TestResult | None = None  # the smoke test (None: no test-command, or --no-test)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +86,7 @@ class BuildOptions:
     keep_going: bool = False
     builder: str = "build"  # "build" (PEP 517, here) | "cibuildwheel" (manylinux containers)
     skip_unavailable: bool = False  # build the rest when a job's toolchain cannot be had
+    test: bool = True  # run each job's test-command on its wheel (wheelforge.smoke)
 
 
 @dataclass(frozen=True)
@@ -369,6 +375,8 @@ def _compile(
         if library.kind != "other":
             note = f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
             progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
+    for fix in report.runpaths:
+        progress(job.id, fix.describe())
     return repaired, stats
 
 
@@ -386,6 +394,26 @@ def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
     if job.compression != "deflate":
         wheel = compress_wheel(wheel, job_dir / "final" / wheel.name, job.compression).output
     return wheel
+
+
+def _smoke_test(
+    job: Job, wheel: Path, matrix: Matrix, options: BuildOptions, progress: Progress
+) -> TestResult:
+    """The job's test-command on its finished wheel, on the machine its label claims;
+    a failure fails the job (its wheel does not reach ``out``)."""
+    from wheelforge.smoke import SmokeTestFailed, TestOptions, TestSpec, job_python, run_smoke_test
+
+    assert job.test_command is not None
+    spec = TestSpec(job.test_command, matrix.project, job.test_requires)
+    log_path = inside(options.work_dir, "logs", f"{job.id}-test.log", where=f"job {job.id!r}")
+    result = run_smoke_test(
+        wheel, spec, TestOptions(python=job_python(job)), log_path=log_path,
+        progress=lambda _, message: progress(job.id, f"test: {message}"), name=job.id,
+    )  # fmt: skip
+    if result.status == "failed":
+        last = f" (last output: {result.tail[-1]})" if result.tail else ""
+        raise SmokeTestFailed(f"smoke test: {result.error}{last}")
+    return result
 
 
 class _TreeGuard:
@@ -526,6 +554,13 @@ def build_jobs(
             oversized = check_size(wheel, limit=limit, action=job.oversize)
             if oversized:
                 progress(job.id, f"warning: {oversized}")
+            tested = None
+            if options.test and job.test_command is not None:
+                tested = _smoke_test(job, wheel, matrix, options, progress)
+                if tested.status == "skipped":
+                    oversized = "; ".join(
+                        filter(None, [oversized, f"test skipped: {tested.error}"])
+                    )
             target = options.out / wheel.name
             shutil.copyfile(wheel, target)
         except WheelforgeError as err:
@@ -542,8 +577,9 @@ def build_jobs(
             stats = compiles.to_json() if compiles is not None else None
             artifacts.append(Artifact.of(job, target, key=plan.key, log=log, compiler_cache=stats))
         return JobResult(
-            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles
-        )
+            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles,
+            test=tested,
+        )  # fmt: skip
 
     # Device-code builds are the long poles: start them first, report in matrix order.
     # The sort is stable, so the first job of a build key is still submitted before the
@@ -555,4 +591,22 @@ def build_jobs(
     results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
-    return results
+    return [_guard_fallback(result, progress) for result in results]
+
+
+def _guard_fallback(result: JobResult, progress: Progress) -> JobResult:
+    """``check``'s fallback guards on a built plain wheel or null variant: GPU device
+    code, GPU libraries or GPU runtime requirements there reject the job, which fails the
+    run (the wheel stays in the output, where ``check`` reports it too)."""
+    if not result.ok or result.wheel is None:
+        return result
+    try:
+        findings = fallback_guard(result.wheel)
+    except InvalidInput as err:  # a wheel the guards cannot read cannot pass them
+        findings = [Finding(Severity.ERROR, result.wheel.name, "fallback-gpu", err.message)]
+    errors = [f.message for f in findings if f.severity is Severity.ERROR]
+    if not errors:
+        return result
+    for message in errors:
+        progress(result.job.id, f"REJECTED: {message}")
+    return dataclasses.replace(result, status="rejected", error="; ".join(errors))

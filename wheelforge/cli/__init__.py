@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import ci, publish, select
+from wheelforge.cli import ci, publish, select, smoke
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="build here with 'build' (PEP 517, default), or in manylinux containers with "
         "cibuildwheel (CI runners with Docker)",
     )
+    build.add_argument(
+        "--no-test", action="store_true", help="skip the matrix's test-command (wheelforge test)"
+    )
     build.add_argument("--json", action="store_true", help="print the results as JSON")
 
     repair = sub.add_parser(
@@ -328,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS.update(publish.add_commands(sub))
     COMMANDS.update(select.add_commands(sub))
     COMMANDS.update(ci.add_commands(sub))
+    COMMANDS.update(smoke.add_commands(sub))
     return parser
 
 
@@ -361,6 +365,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 for lib in report.libraries
             ],
         )
+        for fix in report.runpaths:
+            print(fix.describe())
         print(repaired)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -419,6 +425,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         builder=args.builder,
         skip_unavailable=args.skip_unavailable,
+        test=not args.no_test,
     )
     with job_progress([SDIST_JOB, *(job.id for job in jobs)]) as progress:
         results = build_jobs(matrix, jobs, options, progress)
@@ -435,6 +442,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                     "log": str(r.log) if r.log else None,
                     "error": r.error,
                     "compiler_cache": r.compiler_cache.to_json() if r.compiler_cache else None,
+                    "test": r.test.to_json() if r.test else None,
                 }
                 for r in results
             ]

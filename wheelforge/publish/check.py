@@ -13,7 +13,9 @@ import functools
 import hashlib
 import io
 import multiprocessing
+import re
 import tarfile
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from packaging import metadata as core_metadata
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, canonicalize_version
 
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
@@ -33,12 +36,20 @@ from wheelforge.errors import InvalidInput
 from wheelforge.paths import inside
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
+from wheelforge.repair import classify as classify_library
 from wheelforge.variants.labels import NULL_LABEL
 from wheelforge.variants.merge import merge_all
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
 from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
+from wheelforge.wheel.elf import (
+    dynamic_info,
+    iter_elf_members,
+    machine,
+    offload_bundles,
+    section_names,
+)
 from wheelforge.wheel.wheelfile import (
     VARIANT_JSON,
     Wheel,
@@ -205,6 +216,8 @@ def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
         _check_compression(facts, wheel)
         _check_variant_json(facts, wheel)
         _check_metadata(facts, wheel.core_metadata(), "METADATA")
+        facts.findings += fallback_requirement_findings(facts)
+        _elf_pass(facts, wheel, ELF_CHECKS)
 
 
 def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
@@ -379,6 +392,157 @@ def _pkg_info(path: Path) -> Iterator[tuple[int, IO[bytes]] | None]:
                     yield member.size, extracted
                     return
         yield None
+
+
+# -- ELF members: one pass per wheel ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElfCheck:
+    """A check of each ELF member of a wheel. :func:`_elf_pass` extracts every ELF
+    member once (to a scratch file, streaming) and hands it to every check that applies
+    to the wheel; a wheel that no check applies to is not extracted at all."""
+
+    name: str
+    applies: Callable[[Artifact], bool]
+    # (the wheel's facts so far, read-only; member name; extracted file) -> findings
+    run: Callable[[_WheelFacts, str, Path], Iterable[Finding]]
+
+
+def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> None:
+    active = [c for c in checks if c.applies(facts.artifact)]
+    if not active:
+        return
+    with tempfile.TemporaryDirectory(prefix="wheelforge-check-") as scratch:
+        for member, path in iter_elf_members(wheel, Path(scratch)):
+            for check in active:
+                try:
+                    facts.findings += check.run(facts, member, path)
+                except InvalidInput as err:  # unreadable: say so once, not once a check
+                    facts.error("elf", _strip(err, path))
+                    break
+
+
+# -- fallback guards: no GPU content in a plain wheel or the null variant ------------------
+
+# Sections in which nvcc and hipcc put device code.
+DEVICE_SECTIONS = {
+    ".nv_fatbin": "CUDA",
+    "__nv_relfatbin": "CUDA",
+    ".nvFatBinSegment": "CUDA",
+    ".hip_fatbin": "HIP",
+    ".hipFatBinSegment": "HIP",
+}
+DEVICE_MACHINES = {"EM_CUDA": "CUDA", "EM_AMDGPU": "AMDGPU"}  # a bare cubin / code object
+# ROCm libraries beyond those repair.classify knows (the HIP runtime, drivers).
+_ROCM_LIBRARIES = re.compile(
+    r"lib(rocblas|rocfft|rocrand|rocsolver|rocsparse|roctx64|roctracer64|rocm_smi64|"
+    r"hip(blas|blaslt|fft|rand|solver|sparse|rtc)|MIOpen|rccl|amd_smi)\.so(\.\d+)*"
+)
+# Pure-Python nvidia-* projects: no GPU runtime behind them.
+_NVIDIA_PURE_PYTHON = frozenset({"nvidia-ml-py", "nvidia-ml-py3", "nvidia-variant-provider"})
+# Markers that make a requirement opt-in rather than part of every install.
+_OPT_IN_MARKERS = frozenset(
+    {"extra", "variant_label", "variant_namespaces", "variant_features", "variant_properties"}
+)
+_MARKER_WORDS = frozenset({"and", "or", "in", "not"})
+
+
+def _is_fallback(artifact: Artifact) -> bool:
+    return artifact.is_wheel and artifact.role is Role.FALLBACK
+
+
+def _fallback_role(artifact: Artifact) -> str:
+    return "the plain wheel" if artifact.label is None else "the null variant"
+
+
+def _guard(facts: _WheelFacts, message: str) -> Finding:
+    role = _fallback_role(facts.artifact)
+    return Finding(
+        Severity.ERROR,
+        facts.artifact.name,
+        "fallback-gpu",
+        f"{message}; {role} is the fallback for machines without a GPU: move it to a variant",
+    )
+
+
+def fallback_elf_findings(facts: _WheelFacts, member: str, path: Path) -> list[Finding]:
+    """Device code in, or GPU libraries linked by, one ELF member of a fallback wheel."""
+    findings = []
+    kind = DEVICE_MACHINES.get(machine(path, member=member))
+    if kind is not None:
+        findings.append(_guard(facts, f"{member} is {kind} device code"))
+        return findings
+    device = [s for s in section_names(path, member=member) if s in DEVICE_SECTIONS]
+    bundles = [s for s in offload_bundles(path, member=member) if s not in device]
+    if device:
+        kinds = "/".join(sorted({DEVICE_SECTIONS[s] for s in device}))
+        findings.append(_guard(facts, f"{member} holds {kinds} device code ({', '.join(device)})"))
+    if bundles:
+        where = ", ".join(bundles)
+        findings.append(_guard(facts, f"{member} holds a clang offload bundle (in {where})"))
+    gpu = [
+        lib
+        for lib in dynamic_info(path, member=member).needed
+        if classify_library(lib) is not None or _ROCM_LIBRARIES.fullmatch(lib)
+    ]
+    if gpu:
+        findings.append(_guard(facts, f"{member} links GPU libraries {', '.join(gpu)}"))
+    return findings
+
+
+FALLBACK_ELF_CHECK = ElfCheck("fallback-gpu", _is_fallback, fallback_elf_findings)
+ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK,)
+
+
+def fallback_requirement_findings(facts: _WheelFacts) -> list[Finding]:
+    """GPU runtime packages that every install of a fallback wheel pulls in."""
+    if not _is_fallback(facts.artifact) or facts.metadata is None:
+        return []
+    findings = []
+    for line in facts.metadata.get("requires_dist", []):
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue  # a metadata finding already
+        if _is_gpu_runtime_project(requirement.name) and not _opt_in(requirement):
+            quoted = f" ({line})" if line.strip() != requirement.name else ""
+            findings.append(
+                _guard(facts, f"requires the GPU runtime package {requirement.name}{quoted}")
+            )
+    return findings
+
+
+def _is_gpu_runtime_project(name: str) -> bool:
+    name = canonicalize_name(name)
+    if name.startswith("nvidia-"):
+        return name not in _NVIDIA_PURE_PYTHON
+    return name == "rocm" or name.startswith("rocm-")
+
+
+def _opt_in(requirement: Requirement) -> bool:
+    """Whether the marker makes the requirement optional (an extra, a variant marker);
+    a marker on the platform alone (``sys_platform == "linux"``) does not."""
+    if requirement.marker is None:
+        return False
+    unquoted = re.sub(r"\"[^\"]*\"|'[^']*'", " ", str(requirement.marker))
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", unquoted)) - _MARKER_WORDS
+    return bool(names & _OPT_IN_MARKERS)
+
+
+def fallback_guard(path: Path) -> list[Finding]:
+    """The fallback guards alone, on one wheel file: ``build`` runs them on what it built.
+    A wheel that is not a fallback (a labelled variant, an sdist) has nothing to guard."""
+    artifact = classify(path)
+    if artifact is None or not _is_fallback(artifact):
+        return []
+    facts = _WheelFacts(artifact)
+    with Wheel(path) as wheel:
+        raw, _ = parse_core_metadata(wheel.core_metadata())
+        facts.metadata = dict(raw)
+        facts.findings += fallback_requirement_findings(facts)
+        _elf_pass(facts, wheel, (FALLBACK_ELF_CHECK,))
+    return facts.findings
 
 
 # -- the set ------------------------------------------------------------------------

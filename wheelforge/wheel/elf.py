@@ -6,7 +6,9 @@ CUDA library never sits in memory) and read with pyelftools, which seeks in the 
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,10 @@ from wheelforge.errors import InvalidInput
 from wheelforge.wheel.wheelfile import Wheel
 
 ELF_MAGIC = b"\x7fELF"
+# A clang offload bundle (HIP, OpenMP offload): this magic, the number of bundles, then
+# per bundle its offset, size, target-triple length and triple.
+OFFLOAD_BUNDLE_MAGIC = b"__CLANG_OFFLOAD_BUNDLE__"
+_BUNDLE_HEADER = struct.Struct("<4Q")  # bundles; first bundle's offset, size, triple length
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,52 @@ def section_names(path: Path, *, member: str = "") -> tuple[str, ...]:
         raise InvalidInput(f"{member or path}: damaged section headers ({err})") from None
     finally:
         stream.close()
+
+
+def machine(path: Path, *, member: str = "") -> str:
+    """The ELF header's machine, as pyelftools names it (``EM_X86_64``, ``EM_CUDA``, …)."""
+    elf, stream = _open(path, member or str(path))
+    try:
+        return str(elf["e_machine"])
+    finally:
+        stream.close()
+
+
+def offload_bundles(path: Path, *, member: str = "") -> tuple[str, ...]:
+    """The sections that hold a clang offload bundle (device code for HIP or OpenMP
+    offload), found by its magic and a well-formed header; ``"?"`` for one outside any
+    section. The file is mapped, not read: the search costs about a memchr over it."""
+    elf, stream = _open(path, member or str(path))
+    try:
+        ranges = [
+            (section["sh_offset"], section["sh_offset"] + section["sh_size"], section.name)
+            for section in elf.iter_sections()
+            if section["sh_type"] != "SHT_NOBITS"
+        ]
+        if os.fstat(stream.fileno()).st_size == 0:
+            return ()
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found: list[str] = []
+            start = data.find(OFFLOAD_BUNDLE_MAGIC)
+            while start != -1:
+                if _is_bundle_header(data, start + len(OFFLOAD_BUNDLE_MAGIC)):
+                    name = next((n for lo, hi, n in ranges if lo <= start < hi), "?")
+                    if name not in found:
+                        found.append(name)
+                start = data.find(OFFLOAD_BUNDLE_MAGIC, start + 1)
+            return tuple(found)
+    except (ELFError, ValueError) as err:
+        raise InvalidInput(f"{member or path}: damaged section headers ({err})") from None
+    finally:
+        stream.close()
+
+
+def _is_bundle_header(data: mmap.mmap, at: int) -> bool:
+    """A real bundle header, not the magic string as it sits in a compiler's own code."""
+    if at + _BUNDLE_HEADER.size > len(data):
+        return False
+    count, _offset, _size, triple_size = _BUNDLE_HEADER.unpack_from(data, at)
+    if not 1 <= count <= 1 << 16 or not 1 <= triple_size <= 256:
+        return False
+    triple = data[at + _BUNDLE_HEADER.size : at + _BUNDLE_HEADER.size + triple_size]
+    return len(triple) == triple_size and b"-" in triple and all(0x21 <= b < 0x7F for b in triple)
