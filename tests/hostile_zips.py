@@ -146,11 +146,15 @@ def _content(entry: Entry) -> bytes:
 
 
 @functools.cache
-def zstd_zeros(size: int) -> bytes:
-    """One zstd frame of ``size`` zero bytes (multiple of 1 MiB), compressed streaming."""
+def zstd_zeros(size: int, window_log: int = 0) -> bytes:
+    """One zstd frame of ``size`` zero bytes (multiple of 1 MiB), compressed streaming;
+    ``window_log``: the window its decoder must hold (27: 128 MiB, the most libzstd
+    decodes by default)."""
     from backports import zstd
 
-    compressor = zstd.ZstdCompressor(level=1)
+    parameter = zstd.CompressionParameter
+    options: dict[int, int] = {parameter.compression_level: 1, parameter.window_log: window_log}
+    compressor = zstd.ZstdCompressor(options=options)
     compressor.set_pledged_input_size(size)
     block = bytes(1 << 20)
     pieces = [compressor.compress(block) for _ in range(size >> 20)]

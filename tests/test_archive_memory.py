@@ -54,8 +54,9 @@ def bomb(tmp_path: Path, kind: str) -> Path:
     dist = tmp_path / "dist"
     dist.mkdir()
     path = dist / "demo-1.0-py3-none-any.whl"
-    if kind == "zstd-3GiB":  # honest sizes, wrong CRC and hash: all 3 GiB inflate
-        member = Entry("demo/blob.bin", zstd_zeros(3 * GiB), ZSTD, 0, 3 * GiB)
+    if kind.startswith("zstd-3GiB"):  # honest sizes, wrong CRC and hash: all 3 GiB inflate
+        window_log = 27 if kind.endswith("128MiB-window") else 0
+        member = Entry("demo/blob.bin", zstd_zeros(3 * GiB, window_log), ZSTD, 0, 3 * GiB)
         lines = {member.name: f"{member.name},sha256=AAAA,{3 * GiB}"}
         entries = wheel_entries([member], record_lines=lines)
     elif kind == "METADATA-1GiB":  # refused by its declared size, before inflating
@@ -74,9 +75,16 @@ def bomb(tmp_path: Path, kind: str) -> Path:
     return write_zip(path, entries)
 
 
-KINDS = ["zstd-3GiB", "METADATA-1GiB", "size-lies-zstd", "METADATA-size-lies"]
+KINDS = [
+    "zstd-3GiB",
+    "zstd-3GiB-128MiB-window",
+    "METADATA-1GiB",
+    "size-lies-zstd",
+    "METADATA-size-lies",
+]
 EXPECTED = {
     "zstd-3GiB": "demo/blob.bin",
+    "zstd-3GiB-128MiB-window": "demo/blob.bin",
     "METADATA-1GiB": "over the limit of 16777216 bytes for metadata",
     "size-lies-zstd": "inflates past its declared size of 100 bytes",
     "METADATA-size-lies": "inflates past its declared size of 1000 bytes",
