@@ -46,8 +46,9 @@ _S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, 0o100000, 0o040000
 
 
 def metadata_cap() -> int:
-    """The most bytes a metadata member (METADATA, RECORD, variant.json) or a central
-    directory may hold: 16 MiB, or ``WHEELFORGE_MAX_METADATA_MB``."""
+    """The most bytes a metadata member (METADATA, RECORD, WHEEL; variant.json gets a
+    sixteenth) or a central directory may hold: 16 MiB, or ``WHEELFORGE_MAX_METADATA_MB``
+    (which ``--max-metadata-mb`` sets)."""
     value = os.environ.get(METADATA_CAP_ENV, "")
     return _cap_bytes(value) if value else DEFAULT_METADATA_CAP
 
