@@ -115,9 +115,15 @@ def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
     return requirements
 
 
-def _add_requirements(metadata: bytes, requirements: Sequence[Requirement]) -> bytes:
+def _add_requirements(
+    metadata: bytes, requirements: Sequence[Requirement], *, source: str
+) -> bytes:
     """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
-    head, sep, body = metadata.decode("utf-8").partition("\n\n")
+    try:
+        text = metadata.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}: METADATA is not UTF-8") from None
+    head, sep, body = text.partition("\n\n")
     lines = head.split("\n")
     last = max(
         (i for i, line in enumerate(lines) if line.lower().startswith("requires-dist:")),
@@ -239,7 +245,9 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest, *, replace: bool =
         replaced = {}
         if requirements:
             name = wheel.dist_info_path("METADATA")
-            replaced[name] = _add_requirements(wheel.read(name), requirements)
+            replaced[name] = _add_requirements(
+                wheel.core_metadata(), requirements, source=str(path)
+            )
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(
@@ -287,7 +295,7 @@ def rewrite_wheel(
         changed: dict[str, bytes | Path] = dict(replaced or {})
         if parsed:
             name = wheel.dist_info_path("METADATA")
-            changed[name] = _add_requirements(wheel.read(name), parsed)
+            changed[name] = _add_requirements(wheel.core_metadata(), parsed, source=str(path))
         missing = sorted(set(changed) - set(wheel.members))
         if missing:
             raise InvalidInput(f"{path}: member {missing[0]!r} is missing")

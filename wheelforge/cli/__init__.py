@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wheelforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--max-metadata-mb",
+        metavar="MB",
+        help="largest METADATA, RECORD, variant.json or zip directory read (default: 16; "
+        "also WHEELFORGE_MAX_METADATA_MB)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tag = sub.add_parser(
@@ -688,6 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.max_metadata_mb is not None:
+            from wheelforge.wheel.archive import set_metadata_cap
+
+            set_metadata_cap(args.max_metadata_mb)
         return COMMANDS[args.command](args)
     except WheelforgeError as err:
         if args.debug:

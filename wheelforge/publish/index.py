@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging import metadata as core_metadata
-
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_path, atomic_write, make_dir
 from wheelforge.paths import ensure_inside, inside, remove_tree
 from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
-from wheelforge.wheel.wheelfile import Wheel
+from wheelforge.wheel.wheelfile import Wheel, parse_core_metadata
 
 API_VERSION = "1.1"
 _LOCK_NAME = ".wheelforge.lock"
@@ -220,7 +218,7 @@ class Site:
             metadata = _core_metadata(artifact)
             metadata_sha256 = requires_python = None
             if metadata is not None:
-                raw, _ = core_metadata.parse_email(metadata)
+                raw, _ = parse_core_metadata(metadata)
                 requires_python = raw.get("requires_python")
             if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
                 metadata_sha256 = sha256_bytes(metadata)
@@ -374,7 +372,7 @@ def _verify(path: Path, sha256: str) -> None:
 def _core_metadata(artifact: Artifact) -> bytes | None:
     if artifact.is_wheel:
         with Wheel(artifact.path) as wheel:
-            return wheel.read(wheel.dist_info_path("METADATA"))
+            return wheel.core_metadata()
     if artifact.role is Role.FALLBACK:
         from wheelforge.publish.check import sdist_metadata
 
