@@ -143,6 +143,22 @@ def test_the_cpu_wheel_runs(built: Built, tmp_path: Path) -> None:
     assert out.strip() == "cpu [5.0, 8.0]"
 
 
+def test_every_job_ran_its_smoke_test(built: Built) -> None:
+    """matrix/saxpy.toml's test-command after every job: the CPU wheels compute under
+    qemu's model of their level; the CUDA wheel, with cuBLAS and the CUDA runtime from
+    its nvidia-* dependencies, loads and reaches saxpy's "no device" answer."""
+    logs = built.base / "work" / "logs"
+    computed = "computed saxpy [3.0, 5.0, 7.0], dot 32.0"
+    for job, machine, outcome in (
+        ("plain", "x86-64-v1 (qemu-x86_64 -cpu qemu64,-sse3)", computed),
+        ("cpu", "x86-64-v1 (qemu-x86_64 -cpu qemu64,-sse3)", computed),
+        ("cpu-x86-64-v3", "x86-64-v3 (qemu-x86_64 -cpu Haswell)", computed),
+        ("cuda13.0", "NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION=13.0", "no device here"),
+    ):
+        log = (logs / f"{job}-test.log").read_text()
+        assert machine in log and outcome in log, (job, log[-2000:])
+
+
 def test_a_cached_rerun_compiles_nothing(built: Built, tmp_path: Path) -> None:
     """A second run on the same cache, with compiler shims that record every call: every
     job cached, the sdist too, not one compiler started, the same bytes."""

@@ -139,7 +139,7 @@ def test_ids_made_from_axis_values_labels_and_pythons(repo: Path, cli: Cli) -> N
     )  # fmt: skip
     refused(*cli("plan", "--matrix", axis)[::2], "variants[0].id: job id 'v-../../x'")
     python = write_matrix(repo, 'kind = "plain"', python='["3.12", "../x"]')
-    refused(*cli("plan", "--matrix", python)[::2], "variants[0].id: job id 'plain-py../x'")
+    refused(*cli("plan", "--matrix", python)[::2], "project.python[1]: expected 3 or a version")
     label = write_matrix(repo, f'label = ".."\nproperties = ["{CPU}"]')  # a valid label
     refused(*cli("plan", "--matrix", label)[::2], "job id '..'", "(the default id: the label)")
 
@@ -559,7 +559,7 @@ def test_init_options_are_checked_and_quoted(tmp_path: Path) -> None:
         ".github/workflows/wheels.yml"
     ]
     assert f"  CIBUILDWHEEL: {yaml_string(requirement)}\n" in workflow
-    assert 'run: python -m pip install "$WHEELFORGE" "$CIBUILDWHEEL"\n' in workflow
+    assert 'run: python -m pip install "$WHEELFORGE" "$UV" "$CIBUILDWHEEL"\n' in workflow
     assert "$(touch x)" not in workflow.replace(yaml_string(requirement), "")
 
 

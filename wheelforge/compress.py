@@ -59,12 +59,12 @@ from wheelforge.fsutil import atomic_path
 from wheelforge.wheel.archive import (
     DEFLATED,
     METHOD_NAMES,
-    STORED,
     ZSTD,
     Member,
     ZipReader,
     ZipWriter,
     compress,
+    inflate,
     zstd_module,
 )
 from wheelforge.wheel.filename import WheelFilename
@@ -548,52 +548,9 @@ def _raw(fd: int, step: _Step, source: str) -> Iterator[bytes]:
 
 
 def _content(fd: int, step: _Step, source: str) -> Iterator[bytes]:
-    """The member's uncompressed bytes in pieces of at most ``BLOCK`` bytes; its size
-    and CRC are checked at the end."""
-    member = step.member
-    crc = size = 0
-    try:
-        for piece in _decode(_raw(fd, step, source), member.method):
-            crc = zlib.crc32(piece, crc)
-            size += len(piece)
-            yield piece
-    except (zlib.error, zstd_module().ZstdError, EOFError) as err:
-        raise InvalidInput(f"{source}: member {member.name!r} is corrupt ({err})") from None
-    if size != member.size or crc != member.crc:
-        raise InvalidInput(f"{source}: member {member.name!r} fails its CRC check")
-
-
-def _decode(raw: Iterator[bytes], method: int) -> Iterator[bytes]:
-    if method == STORED:
-        yield from raw
-        return
-    if method == DEFLATED:
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        for chunk in raw:
-            data = chunk
-            while data and not inflater.eof:
-                piece = inflater.decompress(data, BLOCK)
-                data = inflater.unconsumed_tail
-                if piece:
-                    yield piece
-        tail = inflater.flush()
-        if tail:
-            yield tail
-        if not inflater.eof:
-            raise zlib.error("the deflate stream is cut short")
-        return
-    decoder = zstd_module().ZstdDecompressor()
-    for chunk in raw:
-        data = chunk
-        while not decoder.eof:
-            piece = decoder.decompress(data, BLOCK)
-            data = b""
-            if piece:
-                yield piece
-            if decoder.needs_input:
-                break
-    if not decoder.eof:
-        raise EOFError("the zstd frame is cut short")
+    """The member's uncompressed bytes in pieces of at most ``BLOCK`` bytes, checked as
+    they inflate (:func:`inflate`)."""
+    return inflate(_raw(fd, step, source), step.member, source)
 
 
 # -- verification -------------------------------------------------------------------

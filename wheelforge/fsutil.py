@@ -11,14 +11,53 @@ from pathlib import Path
 
 from wheelforge.errors import InvalidInput
 
+NAME_MAX = 255  # bytes in one path component, on every common file system
+
+
+def make_dir(directory: Path) -> Path:
+    """``directory`` (and its parents) made if missing; one line when that cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"{directory}: exists and is not a directory") from None
+    except NotADirectoryError:
+        raise InvalidInput(
+            f"{directory}: cannot be made (a file is in the way of a parent directory)"
+        ) from None
+    except OSError as err:
+        raise InvalidInput(f"{directory}: cannot make the directory ({err.strerror})") from None
+    return directory
+
+
+def check_dir_option(directory: Path, option: str) -> Path:
+    """``directory`` when it is a directory or could be made one (its nearest existing
+    ancestor is a directory); else one line naming ``option``. Nothing is made."""
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == directory else f" ({candidate} is in the way)"
+                raise InvalidInput(f"{option} {directory}: cannot be a directory{where}")
+            break
+    return directory
+
 
 @contextmanager
 def atomic_path(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """A fresh temporary path next to ``target``; renamed onto it if the block succeeds,
     removed if it raises. With ``replace=False`` an existing ``target`` is kept when it
     holds the same bytes and is otherwise an :class:`InvalidInput` (``--force`` replaces)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    make_dir(target.parent)
+    if len(os.fsencode(target.name)) > NAME_MAX:
+        raise InvalidInput(
+            f"{target}: the file name is {len(os.fsencode(target.name))} bytes; a file "
+            f"system holds at most {NAME_MAX}"
+        )
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as err:
+        raise InvalidInput(f"{target}: cannot write ({err.strerror})") from None
     os.close(fd)
     tmp = Path(name)
     tmp.unlink()

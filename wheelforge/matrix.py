@@ -12,7 +12,6 @@ import difflib
 import itertools
 import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any
 import jinja2
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import read_toml, table_at
 from wheelforge.templating import SecurityError, sandboxed
 from wheelforge.variants.config import config_from_table, default_config
-from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 
@@ -61,6 +61,8 @@ _VARIANT_KEYS = (
     "before-build",
     "cuda-components",
     "compiler-cache",
+    "test-command",
+    "test-requires",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 # Job ids name directories and logs (.wheelforge/jobs/ID): the label's characters plus
@@ -70,6 +72,10 @@ JOB_ID_MAX = 100
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # POSIX: what a shell can set
 TOOLCHAIN_VERSION_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+# test-command placeholders (as cibuildwheel's): the project directory and the wheel.
+TEST_PLACEHOLDERS = ("project", "wheel")
+# A {name} that is no placeholder is most likely a misspelt one; ${name} is the shell's.
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,10 @@ class Job:
     compiler_cache: str = (
         "auto"  # "auto" (sccache, else ccache, else none) | "sccache" | "ccache" | "none"
     )
+    # The smoke test run on each built wheel (``wheelforge test``): a string runs with
+    # sh -c, a tuple is an argv; {project} and {wheel} are substituted. None: no test.
+    test_command: str | tuple[str, ...] | None = None
+    test_requires: tuple[str, ...] = ()  # installed beside the wheel for the test
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +141,10 @@ class Job:
             "before-build": [list(s) if isinstance(s, tuple) else s for s in self.before_build],
             "cuda-components": list(self.cuda_components),
             "compiler-cache": self.compiler_cache,
+            "test-command": list(self.test_command)
+            if isinstance(self.test_command, tuple)
+            else self.test_command,
+            "test-requires": list(self.test_requires),
         }
 
 
@@ -243,18 +257,9 @@ class _Renderer:
 
 def load_matrix(path: Path) -> Matrix:
     """Read a matrix file, or a ``pyproject.toml`` with a ``[tool.wheelforge]`` table."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such matrix file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path}: is a directory; expected a matrix file (*.toml)") from None
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read the matrix file ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    document = read_toml(path, what="matrix file")
     if path.name == "pyproject.toml":
-        table = document.get("tool", {}).get("wheelforge")
+        table = table_at(document, "tool", "wheelforge", source=str(path))
         if table is None:
             raise InvalidInput(f"{path}: expected a [tool.wheelforge] table")
         return parse_matrix(table, source=path, default_project=".")
@@ -272,7 +277,7 @@ def parse_matrix(
     if project_path is None:
         raise check.fail("project.path", "expected the path of the project to build")
     project_dir = (source.parent / check.string(project_path, "project.path")).resolve()
-    pythons = check.strings(project.get("python", ["3"]), "project.python")
+    pythons = _pythons(check, project.get("python", ["3"]), "project.python")
     platform = project.get("platform")
     if platform is not None:
         check.string(platform, "project.platform")
@@ -311,7 +316,7 @@ def parse_matrix(
                     f"unknown axis {axis!r}{_did_you_mean(axis, axes)}; "
                     f"axes: {', '.join(axes) or 'none'}",
                 )
-        own_pythons = check.strings(merged.get("python", pythons), f"{path}.python")
+        own_pythons = _pythons(check, merged.get("python", pythons), f"{path}.python")
         for combo in _combinations(own_axes, axes, zips, excludes, includes):
             for python in own_pythons:
                 context = {**combo, "python": python}
@@ -487,7 +492,7 @@ def _job(
             )
         label = label or default_label(properties)
         try:
-            validate_label(label)
+            validate_new_label(label)
         except InvalidInput as err:
             raise check.fail(f"{path}.label", err.message) from None
         if label == NULL_LABEL:
@@ -557,7 +562,7 @@ def _job(
         ),
         config_settings=mapping("config-settings", repeatable=True),
         env=environment(),
-        requires_dist=texts("requires-dist"),
+        requires_dist=_requirements(check, texts("requires-dist"), f"{path}.requires-dist"),
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,
         accelerator_runtime=check.string(
@@ -570,12 +575,14 @@ def _job(
         compression=compression,
         axes=tuple(sorted((k, v) for k, v in context.items() if k != "python")),
         runner=text("runner") or "ubuntu-latest",
-        manylinux_image=text("manylinux-image"),
+        manylinux_image=_image_name(check, text("manylinux-image"), f"{path}.manylinux-image"),
         before_build=_before_build(check, render, entry.get("before-build", []), path, context),
         cuda_components=components,
         compiler_cache=check.string(
             entry.get("compiler-cache", "auto"), f"{path}.compiler-cache", COMPILER_CACHES
         ),
+        test_command=_test_command(check, render, entry.get("test-command"), path, context),
+        test_requires=_requirements(check, texts("test-requires"), f"{path}.test-requires"),
     )
 
 
@@ -612,9 +619,87 @@ def _before_build(
     return tuple(steps)
 
 
+def _test_command(
+    check: _Checker, render: _Renderer, value: Any, path: str, context: Mapping[str, str]
+) -> str | tuple[str, ...] | None:
+    """``test-command``: a shell string (``sh -c``) or a non-empty argv list; only the
+    placeholders {project} and {wheel} (a misspelt one is an error, ``${VAR}`` is not)."""
+    where = f"{path}.test-command"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [(where, render(value, context, where))]
+    elif isinstance(value, list) and value and all(isinstance(a, str) for a in value):
+        parts = [
+            (f"{where}[{i}]", render(a, context, f"{where}[{i}]")) for i, a in enumerate(value)
+        ]
+    else:
+        raise check.fail(
+            where, "expected a shell command string or a non-empty argv list of strings"
+        )
+    for at, text in parts:
+        if "\0" in text:
+            raise check.fail(at, "the command contains NUL")
+        for name in _PLACEHOLDER.findall(text):
+            if name not in TEST_PLACEHOLDERS:
+                raise check.fail(
+                    at,
+                    f"unknown placeholder {{{name}}}{_did_you_mean(name, TEST_PLACEHOLDERS)}; "
+                    "expected {project} (the project directory) or {wheel} (the wheel's path)",
+                )
+    if isinstance(value, str):
+        return parts[0][1]
+    return tuple(text for _, text in parts)
+
+
+_PYTHON = re.compile(r"3(\.[0-9]{1,3}t?)?")
+
+
+def _pythons(check: _Checker, value: Any, path: str) -> list[str]:
+    """Python versions: ``3`` (the running one) or ``3.X`` (``3.Xt``: free-threaded);
+    they become an interpreter's name (``python3.X``), so nothing else is accepted."""
+    pythons = check.strings(value, path)
+    for i, python in enumerate(pythons):
+        if not _PYTHON.fullmatch(python):
+            raise check.fail(f"{path}[{i}]", f"expected 3 or a version 3.X, got {python!r}")
+    return pythons
+
+
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
+
+
+def _image_name(check: _Checker, image: str | None, path: str) -> str | None:
+    """A container image reference (``registry/name:tag``, ``…@sha256:…``)."""
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise check.fail(path, f"expected a container image name like name:tag, got {image!r}")
+    return image
+
+
+def _requirements(check: _Checker, texts: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """PEP 508 requirements: they are written into the wheel's METADATA."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for i, text in enumerate(texts):
+        try:
+            Requirement(text)
+        except InvalidRequirement as err:
+            reason = str(err).splitlines()[0]
+            raise check.fail(
+                f"{path}[{i}]", f"expected a PEP 508 requirement, got {text!r} ({reason})"
+            ) from None
+    return texts
+
+
+MAX_SIZE_MB = 2**20  # 1 TiB: more is a typo (and float() of a huge int fails)
+
+
 def _positive(check: _Checker, value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise check.fail(path, f"expected a positive number of megabytes, got {value!r}")
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 < value <= MAX_SIZE_MB:  # NaN fails the comparison
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:20]}…"
+        raise check.fail(
+            path, f"expected a positive number of megabytes, got {shown} (at most {MAX_SIZE_MB})"
+        )
     return float(value)
 
 

@@ -8,13 +8,18 @@ wheel links is read from ``auditwheel show --json``; then:
 - CUDA runtime libraries (``libcudart``, ``libcublas``, …) are excluded with the
   matching ``Requires-Dist`` added (``nvidia-cuda-runtime-cu12`` for CUDA 12), or
   bundled, as the job says;
-- after repair, any GPU library auditwheel grafted anyway fails the job, by name and size.
+- after repair, any GPU library auditwheel grafted anyway fails the job, by name and size;
+- every ELF in the repaired wheel loses the RUNPATH/RPATH entries that point outside the
+  install tree (absolute paths such as the toolkit or a ``/tmp`` build directory), and
+  one that links an excluded runtime gets an ``$ORIGIN``-relative entry to where the
+  declared ``nvidia-*`` wheel installs it (``nvidia/cu13/lib``, ``nvidia/cublas/lib``, …).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -27,7 +32,9 @@ from typing import IO, Any
 
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import make_dir
 from wheelforge.render import human_size
+from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
 
@@ -45,6 +52,14 @@ _CUDA_RUNTIME = {
 _CUDA_RUNTIME_OTHER = re.compile(
     r"lib(cufft|curand|cusolver|cusparse|nvJitLink|cudnn\w*|nccl|cupti|nvToolsExt)\.so(\.\d+)*"
 )
+# Where a CUDA 11 or 12 wheel installs its libraries in site-packages (checked on
+# nvidia-cuda-runtime-cu12 12.9.79, nvidia-cublas-cu12 12.9.3.13, nvidia-cuda-nvrtc-cu12
+# 12.9.86 and their cu11 11.8 releases); CUDA 13 wheels all share nvidia/cu13/lib.
+_CUDA12_LIBDIR = {
+    "nvidia-cuda-runtime": "nvidia/cuda_runtime/lib",
+    "nvidia-cublas": "nvidia/cublas/lib",
+    "nvidia-cuda-nvrtc": "nvidia/cuda_nvrtc/lib",
+}
 _SONAME = re.compile(r"(?P<stem>lib[\w+.-]+?)\.so(?P<versions>(\.\d+)*)$")
 _GRAFTED = re.compile(r"^[^/]+\.libs/(?P<name>.+)$")
 _GRAFT_HASH = re.compile(r"-[0-9a-f]{8}(?=\.so)")
@@ -61,8 +76,16 @@ def classify(soname: str) -> str | None:
     return None
 
 
-def runtime_requirement(soname: str, cuda_version: str | None) -> str | None:
-    """The requirement that provides CUDA runtime library ``soname`` (None: unknown)."""
+@dataclass(frozen=True)
+class RuntimeWheel:
+    """The PyPI wheel that provides an excluded CUDA runtime library."""
+
+    requirement: str  # "nvidia-cuda-runtime==13.*"
+    libdir: str  # where it installs the library, relative to site-packages
+
+
+def runtime_wheel(soname: str, cuda_version: str | None) -> RuntimeWheel | None:
+    """The wheel that provides CUDA runtime library ``soname`` (None: unknown)."""
     match = _SONAME.match(soname)
     if match is None or match["stem"] not in _CUDA_RUNTIME:
         return None
@@ -71,8 +94,160 @@ def runtime_requirement(soname: str, cuda_version: str | None) -> str | None:
     if not major.isdigit():
         return None
     if int(major) <= 12:
-        return f"{project}-cu{major}=={major}.*"
-    return f"{project}=={major}.*"
+        return RuntimeWheel(f"{project}-cu{major}=={major}.*", _CUDA12_LIBDIR[project])
+    return RuntimeWheel(f"{project}=={major}.*", f"nvidia/cu{major}/lib")
+
+
+def runtime_requirement(soname: str, cuda_version: str | None) -> str | None:
+    """The requirement that provides CUDA runtime library ``soname`` (None: unknown)."""
+    provider = runtime_wheel(soname, cuda_version)
+    return provider.requirement if provider else None
+
+
+@dataclass(frozen=True)
+class DroppedEntry:
+    entry: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunpathFix:
+    """How repair changed one ELF member's library search path."""
+
+    member: str
+    tag: str  # "RUNPATH" | "RPATH": the entry that holds ``after``
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    dropped: tuple[DroppedEntry, ...] = ()
+    added: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{self.member}: {self.tag}"]
+        if self.dropped:
+            dropped = ", ".join(f"{d.entry} ({d.reason})" for d in self.dropped)
+            parts.append(f"dropped {dropped};")
+        if self.added:
+            parts.append(f"added {', '.join(self.added)};")
+        parts.append(f"now {':'.join(self.after) or '(none)'}")
+        return " ".join(parts)
+
+
+_ORIGIN = re.compile(r"^\$(ORIGIN|\{ORIGIN\})(?=/|$)")
+_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_PURE_SCHEMES = ("purelib", "platlib")
+
+
+def install_dir(member: str) -> str | None:
+    """The directory, relative to site-packages, that ``member`` installs into; None
+    for ``.data`` schemes installed elsewhere (scripts, headers, data)."""
+    parts = member.split("/")
+    if len(parts) >= 3 and parts[0].endswith(".data"):
+        if parts[1] not in _PURE_SCHEMES:
+            return None
+        parts = parts[2:]
+    return "/".join(parts[:-1])
+
+
+def origin_entry(from_dir: str, target_dir: str) -> str:
+    """The ``$ORIGIN``-relative search path from ``from_dir`` to ``target_dir`` (both
+    relative to site-packages): ``pkg`` to ``nvidia/cu13/lib`` is
+    ``$ORIGIN/../nvidia/cu13/lib``."""
+    relative = posixpath.relpath(target_dir or ".", from_dir or ".")
+    return "$ORIGIN" if relative == "." else f"$ORIGIN/{relative}"
+
+
+def drop_reason(entry: str, from_dir: str | None) -> str | None:
+    """Why search path ``entry`` of an ELF installed in ``from_dir`` must go (None: keep).
+
+    An ``$ORIGIN`` entry is kept while it stays inside site-packages, where this wheel
+    and the ``nvidia-*`` wheels it requires are installed; ``from_dir`` None (installed
+    outside site-packages) keeps every ``$ORIGIN`` entry, as nothing tells where it leads.
+    """
+    origin = _ORIGIN.match(entry)
+    if origin is None:
+        normal = posixpath.normpath(entry)
+        if any(normal == temp or normal.startswith(f"{temp}/") for temp in _TEMP_DIRS):
+            return "absolute path into a world-writable temporary directory"
+        if entry.startswith("/"):
+            return "absolute path on the build machine"
+        return "relative to the working directory at load time"
+    if from_dir is None:
+        return None
+    rest = entry[origin.end() :].lstrip("/")
+    resolved = posixpath.normpath(posixpath.join(from_dir or ".", rest or "."))
+    if resolved == ".." or resolved.startswith("../"):
+        return "leads out of site-packages"
+    return None
+
+
+def plan_runpath(
+    member: str, info: DynamicInfo, provider_dirs: Mapping[str, str]
+) -> RunpathFix | None:
+    """The search path ``member`` should have: its entries that stay inside
+    site-packages, then one per directory of the wheels that provide the excluded
+    libraries it needs (``provider_dirs``: soname -> directory in site-packages).
+    None when nothing changes."""
+    where = install_dir(member)
+    current = info.runpath or info.rpath
+    dropped: list[DroppedEntry] = []
+    kept: list[str] = []
+    for entry in dict.fromkeys([*info.runpath, *info.rpath]):
+        reason = drop_reason(entry, where)
+        if reason is not None:
+            dropped.append(DroppedEntry(entry, reason))
+        elif entry in current:
+            kept.append(entry)
+    added: list[str] = []
+    if where is not None:
+        for soname in info.needed:
+            if soname in provider_dirs:
+                entry = origin_entry(where, provider_dirs[soname])
+                if entry not in kept and entry not in added:
+                    added.append(entry)
+    if not dropped and not added:
+        return None
+    tag = "RPATH" if info.rpath and not info.runpath else "RUNPATH"
+    return RunpathFix(member, tag, current, (*kept, *added), tuple(dropped), tuple(added))
+
+
+def _patch_runpath(path: Path, fix: RunpathFix, *, env: Mapping[str, str]) -> None:
+    if fix.after:
+        force = ["--force-rpath"] if fix.tag == "RPATH" else []
+        command = ["patchelf", *force, "--set-rpath", ":".join(fix.after), str(path)]
+    else:
+        command = ["patchelf", "--remove-rpath", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(env), check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuildFailed(f"patchelf on {fix.member} failed: {last}")
+    written = dynamic_info(path, member=fix.member)
+    if (written.runpath or written.rpath) != fix.after:
+        got = ":".join(written.runpath or written.rpath)
+        raise BuildFailed(
+            f"patchelf on {fix.member} wrote search path {got!r}, expected {':'.join(fix.after)!r}"
+        )
+
+
+def fix_runpaths(
+    wheel: Path, provider_dirs: Mapping[str, str], *, scratch: Path, env: Mapping[str, str]
+) -> tuple[tuple[RunpathFix, ...], dict[str, Path]]:
+    """The search-path fixes for every ELF member of ``wheel``, and for each member that
+    changes, its patched copy under ``scratch``."""
+    fixes: list[RunpathFix] = []
+    patched: dict[str, Path] = {}
+    with Wheel(wheel) as opened:
+        for member, path in iter_elf_members(opened, scratch):
+            try:
+                info = dynamic_info(path, member=member)
+            except InvalidInput:
+                continue  # not an ELF file the loader could load: nothing to search from
+            fix = plan_runpath(member, info, provider_dirs)
+            if fix is None:
+                continue
+            _patch_runpath(path, fix, env=env)
+            fixes.append(fix)
+            patched[member] = path.rename(scratch / f"patched-{len(patched)}.elf")
+    return tuple(fixes), patched
 
 
 @dataclass(frozen=True)
@@ -91,6 +266,7 @@ class RepairReport:
     libraries: tuple[ExternalLibrary, ...] = ()
     requires_dist: tuple[str, ...] = ()
     largest_members: tuple[tuple[str, int], ...] = field(default=())
+    runpaths: tuple[RunpathFix, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -188,7 +364,7 @@ def repair_wheel(
         raise InvalidInput(f"accelerator runtime policy {runtime!r}: expected exclude or bundle")
     if not wheel.is_file():
         raise InvalidInput(f"{wheel}: no such wheel")
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_dir(outdir)
     if WheelFilename.parse(wheel.name).platform == "any":
         target = outdir / wheel.name
         shutil.copyfile(wheel, target)
@@ -198,20 +374,25 @@ def repair_wheel(
     linked = sorted(shown.get("external_libs", {}).items())
     excluded = dict.fromkeys([*DRIVER_LIBRARIES, *exclude])
     requirement_of: dict[str, str] = {}
+    provider_dirs: dict[str, str] = {}
     for soname, _ in linked:
         kind = classify(soname)
         if kind == "driver":
             excluded[soname] = None
-        elif kind == "runtime" and runtime == "exclude" and soname not in excluded:
-            requirement = runtime_requirement(soname, cuda_version)
-            if requirement is None:
-                raise BuildFailed(
-                    f"{wheel.name} links CUDA runtime library {soname}, and no PyPI project is "
-                    "known for it: list it in repair-exclude with a requires-dist, or set "
-                    'accelerator-runtime = "bundle"'
-                )
-            excluded[soname] = None
-            requirement_of[soname] = requirement
+        elif kind == "runtime" and (runtime == "exclude" or soname in excluded):
+            provider = runtime_wheel(soname, cuda_version)
+            if soname not in excluded:
+                if provider is None:
+                    raise BuildFailed(
+                        f"{wheel.name} links CUDA runtime library {soname}, and no PyPI project "
+                        "is known for it: list it in repair-exclude with a requires-dist, or "
+                        'set accelerator-runtime = "bundle"'
+                    )
+                excluded[soname] = None
+                requirement_of[soname] = provider.requirement
+            # Excluded by hand (repair-exclude) too: its wheel, if installed, is found.
+            if provider is not None:
+                provider_dirs[soname] = provider.libdir
 
     staging = Path(tempfile.mkdtemp(prefix=".repair.", dir=outdir))
     try:
@@ -231,11 +412,12 @@ def repair_wheel(
         check_grafts(produced[0], runtime=runtime)
         grafted = grafted_libraries(produced[0])
         reqs = tuple(dict.fromkeys(requirement_of.values()))
+        runpaths, patched = fix_runpaths(produced[0], provider_dirs, scratch=staging, env=env)
         repaired = outdir / produced[0].name
-        if reqs:
-            from wheelforge.tag import add_requires_dist
+        if reqs or patched:
+            from wheelforge.tag import rewrite_wheel
 
-            add_requires_dist(produced[0], repaired, reqs)
+            rewrite_wheel(produced[0], repaired, replaced=patched, requirements=reqs)
         else:
             produced[0].replace(repaired)
     finally:
@@ -252,11 +434,14 @@ def repair_wheel(
         kind = classify(soname) or "other"
         libraries.append(ExternalLibrary(soname, path, kind, action, requirement_of.get(soname)))
         log.write(f"wheelforge: {soname} ({kind}): {action}\n")
+    for fix in runpaths:
+        log.write(f"wheelforge: {fix.describe()}\n")
     report = RepairReport(
         wheel=str(repaired),
         platform=WheelFilename.parse(repaired.name).platform,
         libraries=tuple(libraries),
         requires_dist=reqs,
         largest_members=largest_members(repaired),
+        runpaths=runpaths,
     )
     return repaired, report

@@ -16,7 +16,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,19 @@ class IndexUnavailable(WheelforgeError):
     """An index did not answer, or answered with something that is not a project page."""
 
 
+class BadPage(IndexUnavailable):
+    """A project page that is malformed: bad input (exit code 2), whoever served it."""
+
+    exit_code = 2
+
+
+MAX_PAGE_BYTES = 64 * 2**20  # a project page; PyPI's largest are a few MiB
+MAX_METADATA_BYTES = 16 * 2**20  # a variants file, as every metadata member is capped
+_CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class ProjectFile:
     filename: str
@@ -42,14 +55,35 @@ class ProjectFile:
     sha256: str | None = None
     requires_python: str | None = None
 
-    def read(self) -> bytes:
-        """The file's bytes, checked against its sha256 when the page gave one."""
-        data = fetch(self.url)
-        if self.sha256 is not None and hashlib.sha256(data).hexdigest() != self.sha256:
+    def read(self, limit: int = MAX_METADATA_BYTES) -> bytes:
+        """The file's bytes (a variants file: at most ``limit``), checked against its
+        sha256 when the page gave one."""
+        chunks: list[bytes] = []
+        self._stream(chunks.append, limit)
+        return b"".join(chunks)
+
+    def download(self, target: Path) -> None:
+        """Stream the file into ``target`` (a wheel may be larger than memory), checked
+        against its sha256 when the page gave one; ``target`` is removed if it fails."""
+        try:
+            with open(target, "wb") as out:
+                self._stream(out.write, None)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+    def _stream(self, sink: Callable[[bytes], object], limit: int | None) -> None:
+        digest = hashlib.sha256()
+
+        def checked(chunk: bytes) -> None:
+            digest.update(chunk)
+            sink(chunk)
+
+        fetch_into(self.url, checked, limit)
+        if self.sha256 is not None and digest.hexdigest() != self.sha256:
             raise IndexUnavailable(
                 f"{redact(self.url)}: sha256 mismatch (the page says {self.sha256[:16]}…)"
             )
-        return data
 
 
 def project_files(
@@ -93,6 +127,8 @@ def read_project_page(
     first (:func:`vet_remote_files`)."""
     url = urllib.parse.urljoin(index_url if index_url.endswith("/") else index_url + "/",
                                f"{canonicalize_name(project)}/")  # fmt: skip
+    if urllib.parse.urlsplit(url).scheme.lower() == "file":
+        return _local_project_page(index_url, url)
     request = urllib.request.Request(url, headers={"Accept": ACCEPT})
     try:
         try:
@@ -109,10 +145,15 @@ def read_project_page(
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = str(getattr(err, "reason", err))
         raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(reason, url)})") from None
-    with response:
-        body = response.read()
-        content_type = response.headers.get("Content-Type", "")
-        base = response.geturl()
+    try:
+        with response:
+            chunks: list[bytes] = []
+            _copy(response, chunks.append, MAX_PAGE_BYTES, redact(url))
+            body = b"".join(chunks)
+            content_type = response.headers.get("Content-Type", "")
+            base = response.geturl()
+    except OSError as err:  # the connection broke while the page was read
+        raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(str(err), url)})") from None
     if content_type.startswith(JSON_CONTENT_TYPE):
         files = parse_json_page(body, base)
     else:
@@ -120,6 +161,28 @@ def read_project_page(
     if vet:
         vet_remote_files(files, url, base, allow_hosts=allow_hosts, allow_unhashed=allow_unhashed)
     return files
+
+
+def _local_project_page(index_url: str, url: str) -> list[ProjectFile]:
+    """A project page of a local (``file:``) index such as ``wheelforge index`` writes:
+    the project's directory with ``index.json`` (PEP 691) or ``index.html`` (PEP 503),
+    or one page file. A project the index does not have: none."""
+    root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(index_url).path))
+    if not root.is_dir():
+        raise InvalidInput(f"--index {index_url}: {root} is not a directory")
+    path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    for page, parse_as_json in ((path / "index.json", True), (path / "index.html", False),
+                                (path, False)):  # fmt: skip
+        if page.is_file():
+            try:
+                body = page.read_bytes()
+            except OSError as err:
+                raise IndexUnavailable(f"{page}: cannot read ({err.strerror})") from None
+            base = path.as_uri() + "/" if path.is_dir() else page.as_uri()
+            if parse_as_json:
+                return parse_json_page(body, base)
+            return parse_html_page(body.decode("utf-8", "replace"), base)
+    return []
 
 
 def vet_remote_files(
@@ -160,45 +223,84 @@ def vet_remote_files(
 
 
 def parse_json_page(body: bytes, base_url: str) -> list[ProjectFile]:
+    """The files of a PEP 691 JSON project page; anything malformed is a :class:`BadPage`
+    naming the page and the entry."""
+    shown = redact(base_url)
     try:
-        entries: list[Any] = json.loads(body)["files"]
-        return [
-            ProjectFile(
-                filename=str(entry["filename"]),
-                url=urllib.parse.urljoin(base_url, str(entry["url"])),
-                sha256=(entry.get("hashes") or {}).get("sha256"),
-                requires_python=entry.get("requires-python"),
-            )
-            for entry in entries
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise IndexUnavailable(f"{base_url}: not a PEP 691 project page") from None
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply
+        raise BadPage(f"{shown}: not a PEP 691 project page (not valid JSON)") from None
+    entries = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise BadPage(f"{shown}: not a PEP 691 project page (expected a 'files' list)")
+    files = []
+    for i, entry in enumerate(entries):
+        where = f"{shown}: not a PEP 691 project page: files[{i}]"
+        if not isinstance(entry, dict):
+            raise BadPage(f"{where}: expected an object")
+        filename, url = entry.get("filename"), entry.get("url")
+        hashes = entry.get("hashes", {})
+        requires_python = entry.get("requires-python")
+        if not isinstance(filename, str) or not isinstance(url, str):
+            raise BadPage(f"{where}: expected 'filename' and 'url' strings")
+        if not isinstance(hashes, dict):
+            raise BadPage(f"{where}.hashes: expected an object")
+        if requires_python is not None and not isinstance(requires_python, str):
+            raise BadPage(f"{where}.requires-python: expected a string")
+        files.append(
+            _file(shown, filename, _join(where, base_url, url), hashes.get("sha256"),
+                  requires_python)
+        )  # fmt: skip
+    return files
+
+
+def _join(where: str, base_url: str, url: str) -> str:
+    try:
+        joined = urllib.parse.urljoin(base_url, url)
+        urllib.parse.urlsplit(joined).port  # noqa: B018 - ValueError when malformed
+    except ValueError as err:
+        raise BadPage(f"{where}: url {url[:200]!r} is not a valid URL ({err})") from None
+    return joined
+
+
+def _file(
+    page: str, filename: str, url: str, sha256: object, requires_python: str | None
+) -> ProjectFile:
+    """A page's file, its name a plain file name and its sha256 (if any) a hex digest."""
+    if not filename or filename in (".", "..") or _UNSAFE_NAME.search(filename):
+        raise BadPage(
+            f"{page}: file name {filename[:300]!r}: expected a plain file name (no '/', "
+            "'\\' or control characters)"
+        )
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise BadPage(f"{page}: {filename}: sha256 {str(sha256)[:80]!r}: expected 64 hex digits")
+    return ProjectFile(filename, url, sha256.lower() if sha256 is not None else None,
+                       requires_python)  # fmt: skip
 
 
 class _Links(html.parser.HTMLParser):
     def __init__(self, base_url: str) -> None:
         super().__init__()
-        self.base_url = base_url
+        self.page_url = self.base_url = base_url
         self.files: list[ProjectFile] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         href = attributes.get("href")
         if tag == "base" and href:
-            self.base_url = urllib.parse.urljoin(self.base_url, href)
+            self.base_url = _join(f"{redact(self.page_url)}: <base>", self.base_url, href)
         if tag != "a" or not href:
             return
         url, _, fragment = href.partition("#")
-        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-        match = re.fullmatch(r"sha256=([0-9a-f]{64})", fragment)
+        shown = redact(self.page_url)
+        where = f"{shown}: link {len(self.files) + 1}"
+        joined = _join(where, self.base_url, url)
+        filename = urllib.parse.unquote(urllib.parse.urlsplit(joined).path.rsplit("/", 1)[-1])
+        match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", fragment)
         self.files.append(
-            ProjectFile(
-                filename=filename,
-                url=urllib.parse.urljoin(self.base_url, url),
-                sha256=match.group(1) if match else None,
-                requires_python=attributes.get("data-requires-python"),
-            )
-        )
+            _file(shown, filename, joined, match.group(1) if match else None,
+                  attributes.get("data-requires-python"))
+        )  # fmt: skip
 
 
 def parse_html_page(page: str, base_url: str) -> list[ProjectFile]:
@@ -221,17 +323,35 @@ def directory_files(directory: Path, project: str) -> list[ProjectFile]:
     return found
 
 
-def fetch(url: str) -> bytes:
+def fetch(url: str, limit: int | None = MAX_METADATA_BYTES) -> bytes:
+    """The bytes at ``url`` (at most ``limit``: None for no limit)."""
+    chunks: list[bytes] = []
+    fetch_into(url, chunks.append, limit)
+    return b"".join(chunks)
+
+
+def _copy(source: Any, sink: Callable[[bytes], object], limit: int | None, shown: str) -> None:
+    total = 0
+    while chunk := source.read(_CHUNK):
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise BadPage(f"{shown}: larger than {limit:,} bytes; refused")
+        sink(chunk)
+
+
+def fetch_into(url: str, sink: Callable[[bytes], object], limit: int | None) -> None:
+    """Stream the bytes at ``url`` into ``sink``, refusing more than ``limit``."""
     if url.startswith("file:"):
         path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
         try:
-            return path.read_bytes()
+            with open(path, "rb") as source:
+                _copy(source, sink, limit, str(path))
         except OSError as err:
             raise IndexUnavailable(f"{path}: {err.strerror}") from None
+        return
     try:
         with urlopen(url, timeout=60) as response:
-            data: bytes = response.read()
-            return data
+            _copy(response, sink, limit, redact(url))
     except urllib.error.HTTPError as err:
         raise IndexUnavailable(f"fetching {redact(url)} failed: {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:

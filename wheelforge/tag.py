@@ -8,25 +8,34 @@ timestamp) so that the same input always gives the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import tomllib
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import read_toml, table_at
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 from wheelforge.fsutil import atomic_path
 from wheelforge.variants.config import config_from_table, default_config
-from wheelforge.variants.labels import NULL_LABEL, default_label, validate_label
+from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
 from wheelforge.variants.properties import VariantProperty
-from wheelforge.wheel.archive import Member, ZipWriter, dos_datetime
-from wheelforge.wheel.record import RecordEntry, format_record, record_hash
+from wheelforge.wheel.archive import DEFLATED, Member, ZipWriter, dos_datetime
+from wheelforge.wheel.record import (
+    RecordEntry,
+    digest_to_record_hash,
+    format_record,
+    record_hash,
+)
 from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
+
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -42,15 +51,10 @@ class TagRequest:
 def load_variant_config(path: Path) -> VariantMetadata:
     """Providers and priorities from a TOML file's ``[variant]`` table (a pyproject.toml
     or a matrix file) or its ``[tool.wheelforge.variant]`` table."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read ({err.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
-    table = document.get("variant")
+    document = read_toml(path, what="variant config")
+    table = table_at(document, "variant", source=str(path))
     if table is None:
-        table = document.get("tool", {}).get("wheelforge", {}).get("variant")
+        table = table_at(document, "tool", "wheelforge", "variant", source=str(path))
     if table is None:
         raise InvalidInput(f"{path}: expected a [variant] or [tool.wheelforge.variant] table")
     return config_from_table(table, source=str(path))
@@ -68,8 +72,11 @@ def source_date_epoch() -> int | None:
 def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
     """The label and the ``variant.json`` content for a tag request."""
     props = request.properties
-    label = request.label or (default_label(props) if props else NULL_LABEL)
-    validate_label(label)
+    if request.label is not None:
+        label = request.label
+    else:
+        label = default_label(props) if props else NULL_LABEL
+    validate_new_label(label)
     if props and label == NULL_LABEL:
         raise InvalidInput("variant label 'null' is reserved for the variant without properties")
     if not props and label != NULL_LABEL:
@@ -108,9 +115,15 @@ def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
     return requirements
 
 
-def _add_requirements(metadata: bytes, requirements: Sequence[Requirement]) -> bytes:
+def _add_requirements(
+    metadata: bytes, requirements: Sequence[Requirement], *, source: str
+) -> bytes:
     """Insert ``Requires-Dist`` lines after the existing ones (or at the end of the headers)."""
-    head, sep, body = metadata.decode("utf-8").partition("\n\n")
+    try:
+        text = metadata.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{source}: METADATA is not UTF-8") from None
+    head, sep, body = text.partition("\n\n")
     lines = head.split("\n")
     last = max(
         (i for i, line in enumerate(lines) if line.lower().startswith("requires-dist:")),
@@ -127,19 +140,44 @@ def _timestamp(record_member: Member) -> tuple[int, int]:
     return record_member.dos_time, record_member.dos_date
 
 
+def _record_entry(name: str, content: bytes | Path) -> RecordEntry:
+    if isinstance(content, bytes):
+        return RecordEntry(name, record_hash(content), len(content))
+    digest = hashlib.sha256()
+    with content.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return RecordEntry(
+        name, digest_to_record_hash("sha256", digest.digest()), content.stat().st_size
+    )
+
+
+def _deflate_file(path: Path) -> tuple[list[bytes], int, int]:
+    """The deflated pieces, CRC-32 and size of the file at ``path``, read in chunks."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    pieces, crc, size = [], 0, 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+            pieces.append(compressor.compress(chunk))
+    pieces.append(compressor.flush())
+    return pieces, crc, size
+
+
 def _rewrite(
     wheel: Wheel,
     record: list[RecordEntry],
     output: Path,
     *,
-    replaced: dict[str, bytes],
+    replaced: Mapping[str, bytes | Path],
     dropped: Iterable[str] = (),
     added_before_record: dict[str, bytes] | None = None,
     replace: bool = True,
 ) -> None:
-    """Copy ``wheel`` to ``output`` raw, replacing, dropping and adding dist-info members,
-    and rewriting RECORD to match. ``replace=False``: an existing ``output`` with other
-    bytes is an error (see :func:`atomic_path`)."""
+    """Copy ``wheel`` to ``output`` raw, replacing (with bytes, or a file's content read
+    in chunks), dropping and adding dist-info members, and rewriting RECORD to match.
+    ``replace=False``: an existing ``output`` with other bytes is an error (see
+    :func:`atomic_path`)."""
     record_name = wheel.dist_info_path("RECORD")
     record_member = wheel.members[record_name]
     dos_time, dos_date = _timestamp(record_member)
@@ -147,12 +185,7 @@ def _rewrite(
     skip = set(dropped) | set(added)
     entries = [e for e in record if e.path not in skip]
     changed = {**replaced, **added}
-    entries = [
-        RecordEntry(e.path, record_hash(changed[e.path]), len(changed[e.path]))
-        if e.path in changed
-        else e
-        for e in entries
-    ]
+    entries = [_record_entry(e.path, changed[e.path]) if e.path in changed else e for e in entries]
     record_index = next((i for i, e in enumerate(entries) if e.path == record_name), len(entries))
     entries[record_index:record_index] = [
         RecordEntry(name, record_hash(data), len(data)) for name, data in added.items()
@@ -173,10 +206,22 @@ def _rewrite(
                     dos_date=dos_date,
                     external_attr=member.external_attr,
                 )
-            elif member.name in replaced:
+            elif isinstance(content := replaced.get(member.name), Path):
+                pieces, crc, size = _deflate_file(content)
+                writer.add_compressed(
+                    member.name,
+                    pieces,
+                    method=DEFLATED,
+                    crc=crc,
+                    size=size,
+                    dos_time=dos_time,
+                    dos_date=dos_date,
+                    external_attr=member.external_attr,
+                )
+            elif content is not None:
                 writer.add(
                     member.name,
-                    replaced[member.name],
+                    content,
                     dos_time=dos_time,
                     dos_date=dos_date,
                     external_attr=member.external_attr,
@@ -200,7 +245,9 @@ def tag_wheel(path: Path, out_dir: Path, request: TagRequest, *, replace: bool =
         replaced = {}
         if requirements:
             name = wheel.dist_info_path("METADATA")
-            replaced[name] = _add_requirements(wheel.read(name), requirements)
+            replaced[name] = _add_requirements(
+                wheel.core_metadata(), requirements, source=str(path)
+            )
         variant_json = wheel.dist_info_path(VARIANT_JSON)
         output = out_dir / wheel.filename.with_label(label).filename
         _rewrite(
@@ -230,11 +277,27 @@ def untag_wheel(path: Path, out_dir: Path, *, verify: bool = False, replace: boo
 
 def add_requires_dist(path: Path, output: Path, requirements: Sequence[str]) -> Path:
     """``path`` with ``Requires-Dist`` lines added to METADATA (RECORD updated)."""
+    return rewrite_wheel(path, output, requirements=requirements)
+
+
+def rewrite_wheel(
+    path: Path,
+    output: Path,
+    *,
+    replaced: Mapping[str, bytes | Path] | None = None,
+    requirements: Sequence[str] = (),
+) -> Path:
+    """``path`` with the members in ``replaced`` given new content (bytes, or a file's,
+    deflated in chunks) and ``Requires-Dist`` lines added to METADATA; every other member
+    is copied raw, RECORD is rewritten."""
     parsed = _parse_requirements(requirements)
     with Wheel(path) as wheel:
-        record = wheel.record()
-        name = wheel.dist_info_path("METADATA")
-        _rewrite(
-            wheel, record, output, replaced={name: _add_requirements(wheel.read(name), parsed)}
-        )
+        changed: dict[str, bytes | Path] = dict(replaced or {})
+        if parsed:
+            name = wheel.dist_info_path("METADATA")
+            changed[name] = _add_requirements(wheel.core_metadata(), parsed, source=str(path))
+        missing = sorted(set(changed) - set(wheel.members))
+        if missing:
+            raise InvalidInput(f"{path}: member {missing[0]!r} is missing")
+        _rewrite(wheel, wheel.record(), output, replaced=changed)
     return output

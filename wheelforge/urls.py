@@ -46,6 +46,30 @@ def refuse_credentials(option: str, url: str, *, instead: str) -> str:
     return url
 
 
+def check_url(
+    option: str, url: str, *, instead: str, schemes: tuple[str, ...] = ("http", "https")
+) -> str:
+    """``url`` when it is a well-formed URL of one of ``schemes`` (http(s): with a host
+    and a valid port) without credentials; else one line naming ``option`` (and the URL
+    without its userinfo)."""
+    refuse_credentials(option, url, instead=instead)
+    shown = redact(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError as err:
+        raise InvalidInput(f"{option} {shown}: not a valid URL ({err})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        expected = " or ".join(f"{s}:" for s in schemes)
+        raise InvalidInput(f"{option} {shown}: expected an {expected} URL")
+    if scheme in ("http", "https") and not parts.hostname:
+        raise InvalidInput(f"{option} {shown}: expected a host in the URL")
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise InvalidInput(f"{option} {shown!r}: spaces or control characters in the URL")
+    return url
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in."""
     parts = urllib.parse.urlsplit(url)

@@ -32,6 +32,8 @@ def releases_in(directory: Path) -> list[Release]:
         raise InvalidInput(f"{directory}: expected a directory of wheels")
     groups: dict[tuple[str, str], list[tuple[Path, WheelFilename]]] = defaultdict(list)
     for path in sorted(directory.glob("*.whl")):
+        if path.is_symlink():  # as in a release set: see publish.release.classify
+            raise InvalidInput(f"{path}: a symbolic link; expected a regular file (copy it in)")
         filename = WheelFilename.parse(path.name)
         groups[filename.release].append((path, filename))
     return [

@@ -70,7 +70,7 @@ class BuildCache:
         try:
             recorded = json.loads((entry / _RECORD).read_text(encoding="utf-8"))
             expected = recorded[found[0].name]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             expected = None
         if expected != file_sha256(found[0]):
             warn(f"warning: discarding the cache entry {found[0]}: it no longer matches its sha256")

@@ -627,7 +627,7 @@ def _compiles_cuda(
     try:
         verdict = json.loads(record.read_text(encoding="utf-8"))
         return bool(verdict["works"]), str(verdict["why"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         pass
     with tempfile.TemporaryDirectory(prefix="cuda-probe.") as scratch:
         (Path(scratch) / "probe.cu").write_text(_CUDA_PROBE, encoding="utf-8")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import parse_json
 from wheelforge.fsutil import atomic_write, file_sha256
 from wheelforge.matrix import Job
 from wheelforge.paths import inside
@@ -84,10 +85,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
     path = out / MANIFEST_NAME
     if not path.exists():
         return {"version": 1, "artifacts": []}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise InvalidInput(f"{path}: not valid JSON ({err})") from None
+    data = parse_json(path.read_bytes(), source=str(path))
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
         raise InvalidInput(f"{path}: expected an object with an 'artifacts' list")
     for index, entry in enumerate(data["artifacts"]):

@@ -26,6 +26,7 @@ from wheelforge.build.compiler_cache import (
 )
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.build.manifest import Artifact, read_manifest, update_manifest
+from wheelforge.build.reproducible import nvcc_has_objtemp, reproducible_flags
 from wheelforge.build.sources import (
     ProjectFiles,
     normalize_sdist,
@@ -47,6 +48,7 @@ from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
 from wheelforge.publish.check import Finding, Severity, fallback_guard
 from wheelforge.repair import check_size, repair_wheel
+from wheelforge.smoke import TestResult
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants_file import write_variants_json
 
@@ -68,6 +70,7 @@ class JobResult:
     error: str | None = None
     warning: str | None = None
     compiler_cache: CacheStats | None = None  # this run's compiles (None: none ran)
+    test: TestResult | None = None  # the smoke test (None: no test-command, or --no-test)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +87,7 @@ class BuildOptions:
     keep_going: bool = False
     builder: str = "build"  # "build" (PEP 517, here) | "cibuildwheel" (manylinux containers)
     skip_unavailable: bool = False  # build the rest when a job's toolchain cannot be had
+    test: bool = True  # run each job's test-command on its wheel (wheelforge.smoke)
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,9 @@ def _compile(
     env = dict(os.environ)
     env.update(plan.toolchain.env)
     env.update(job.env)
+    # The job directory's path and nvcc's temporary names stay out of the output.
+    nvcc = plan.toolchain.name == "nvcc" and nvcc_has_objtemp(plan.toolchain.path)
+    env.update(reproducible_flags(job_dir, env, nvcc_objtemp=nvcc))
     env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
     env["TMPDIR"] = str(_tmpdir(job_dir))
     # scikit-build-core's build directory, kept with the job (other backends ignore it).
@@ -372,6 +379,8 @@ def _compile(
         if library.kind != "other":
             note = f" (adds Requires-Dist: {library.requirement})" if library.requirement else ""
             progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
+    for fix in report.runpaths:
+        progress(job.id, fix.describe())
     return repaired, stats
 
 
@@ -389,6 +398,26 @@ def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
     if job.compression != "deflate":
         wheel = compress_wheel(wheel, job_dir / "final" / wheel.name, job.compression).output
     return wheel
+
+
+def _smoke_test(
+    job: Job, wheel: Path, matrix: Matrix, options: BuildOptions, progress: Progress
+) -> TestResult:
+    """The job's test-command on its finished wheel, on the machine its label claims;
+    a failure fails the job (its wheel does not reach ``out``)."""
+    from wheelforge.smoke import SmokeTestFailed, TestOptions, TestSpec, job_python, run_smoke_test
+
+    assert job.test_command is not None
+    spec = TestSpec(job.test_command, matrix.project, job.test_requires)
+    log_path = inside(options.work_dir, "logs", f"{job.id}-test.log", where=f"job {job.id!r}")
+    result = run_smoke_test(
+        wheel, spec, TestOptions(python=job_python(job)), log_path=log_path,
+        progress=lambda _, message: progress(job.id, f"test: {message}"), name=job.id,
+    )  # fmt: skip
+    if result.status == "failed":
+        last = f" (last output: {result.tail[-1]})" if result.tail else ""
+        raise SmokeTestFailed(f"smoke test: {result.error}{last}")
+    return result
 
 
 class _TreeGuard:
@@ -529,6 +558,13 @@ def build_jobs(
             oversized = check_size(wheel, limit=limit, action=job.oversize)
             if oversized:
                 progress(job.id, f"warning: {oversized}")
+            tested = None
+            if options.test and job.test_command is not None:
+                tested = _smoke_test(job, wheel, matrix, options, progress)
+                if tested.status == "skipped":
+                    oversized = "; ".join(
+                        filter(None, [oversized, f"test skipped: {tested.error}"])
+                    )
             target = options.out / wheel.name
             shutil.copyfile(wheel, target)
         except WheelforgeError as err:
@@ -545,8 +581,9 @@ def build_jobs(
             stats = compiles.to_json() if compiles is not None else None
             artifacts.append(Artifact.of(job, target, key=plan.key, log=log, compiler_cache=stats))
         return JobResult(
-            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles
-        )
+            job, status, seconds, target, log, warning=oversized, compiler_cache=compiles,
+            test=tested,
+        )  # fmt: skip
 
     # Device-code builds are the long poles: start them first, report in matrix order.
     # The sort is stable, so the first job of a build key is still submitted before the

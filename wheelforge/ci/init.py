@@ -40,6 +40,7 @@ class InitOptions:
     ci_python: str = "3.12"
     wheelforge_requirement: str = f"wheelforge=={__version__}"
     cibuildwheel_requirement: str = "cibuildwheel>=2.22"
+    uv_requirement: str = "uv>=0.13"  # wheelforge test installs each wheel with uv
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -52,6 +53,7 @@ class InitOptions:
         for what, requirement in (
             ("wheelforge requirement", self.wheelforge_requirement),
             ("cibuildwheel requirement", self.cibuildwheel_requirement),
+            ("uv requirement", self.uv_requirement),
         ):
             _check_requirement(what, requirement)
 
@@ -105,6 +107,8 @@ def render(options: InitOptions, project_path: str = "..") -> dict[str, str]:
         "ci_python": options.ci_python,
         "wheelforge_requirement": options.wheelforge_requirement,
         "cibuildwheel_requirement": options.cibuildwheel_requirement,
+        "uv_requirement": options.uv_requirement,
+        "import_name": options.project_name.replace("-", "_").replace(".", "_").lower(),
     }
     return {
         MATRIX_PATH: _render("wheelforge.toml.j2", context),

@@ -23,6 +23,7 @@ from typing import Any
 
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
 from wheelforge.errors import InvalidInput
+from wheelforge.fsutil import make_dir
 from wheelforge.publish.release import Role, classify, sha256_file
 from wheelforge.variants.merge import merge_all
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps, loads
@@ -339,7 +340,7 @@ def _alive(pid: int) -> bool:
 
 def _write_dir(out: Path, contents: Mapping[str, Path | bytes]) -> None:
     """Write ``contents`` into a temporary sibling of ``out``, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(out.parent)
     tmp = out.parent / _tmp_name(out)
     tmp.mkdir()
     try:

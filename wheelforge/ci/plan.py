@@ -4,6 +4,7 @@ requests; the cibuildwheel environment of each job."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +48,30 @@ def _image(job: Job) -> str:
         return ""  # this job cannot build with cibuildwheel; `build` does not need one
 
 
-def github_matrix(jobs: Sequence[Job], *, pull_request: bool = False) -> dict[str, Any]:
-    """``{"include": [...]}`` for ``strategy.matrix``."""
+# GitHub-hosted runner labels: a pull request's matrix may pick only these (or the
+# --allow-runner labels), never a self-hosted runner that would run its code.
+GITHUB_HOSTED = re.compile(
+    r"(ubuntu|windows|macos)-(latest|[0-9]+(\.[0-9]+)?)(-arm|-arm64|-large|-xlarge|-intel)?"
+)
+
+
+def github_matrix(
+    jobs: Sequence[Job], *, pull_request: bool = False, allowed_runners: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``{"include": [...]}`` for ``strategy.matrix``. For a pull request (whose matrix
+    file is the pull request's own) a job's runner must be a GitHub-hosted label or one
+    of ``allowed_runners``."""
     chosen = reduced(jobs) if pull_request else list(jobs)
+    if pull_request:
+        for job in chosen:
+            if not (GITHUB_HOSTED.fullmatch(job.runner) or job.runner in allowed_runners):
+                raise InvalidInput(
+                    f"job {job.id}: runner {job.runner[:100]!r} is not a GitHub-hosted runner; "
+                    "a pull request's matrix may not choose it (it could run the pull "
+                    "request's code on a self-hosted machine)",
+                    hint=f"if the runner is meant for pull requests, pass --allow-runner "
+                    f"{job.runner[:100]} to 'wheelforge plan' in the workflow",
+                )
     return {"include": [github_entry(job) for job in chosen]}
 
 

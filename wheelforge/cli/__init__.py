@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import ci, isa, publish, select
+from wheelforge.cli import ci, isa, publish, select, smoke
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wheelforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--max-metadata-mb",
+        metavar="MB",
+        help="largest METADATA, RECORD, variant.json or zip directory read (default: 16; "
+        "also WHEELFORGE_MAX_METADATA_MB)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tag = sub.add_parser(
@@ -160,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --format github: a reduced matrix, one job per kind and toolchain",
     )
     plan.add_argument(
+        "--allow-runner",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="with --pull-request: a runner label the matrix may choose besides GitHub-hosted "
+        "ones (ubuntu-*, windows-*, macos-*) (repeatable)",
+    )
+    plan.add_argument(
         "--json", action="store_const", dest="format", const="json", help="same as --format json"
     )
 
@@ -228,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="build",
         help="build here with 'build' (PEP 517, default), or in manylinux containers with "
         "cibuildwheel (CI runners with Docker)",
+    )
+    build.add_argument(
+        "--no-test", action="store_true", help="skip the matrix's test-command (wheelforge test)"
     )
     build.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -319,9 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--no-verify", action="store_true", help="skip reading the output back")
     comp.add_argument("--json", action="store_true", help="print the results as JSON")
+    diff = sub.add_parser(
+        "diff",
+        help="compare two wheels or two dist directories (reproducibility)",
+        description="Which members differ and how (sizes; ELF sections), with a hint for "
+        "known causes (nvcc temp names, build paths, timestamps). Directories: wheels are "
+        "paired by filename. Exit 0: identical, 1: they differ, 2: bad input.",
+    )
+    diff.add_argument("a", type=Path, metavar="A", help="a wheel or a directory")
+    diff.add_argument("b", type=Path, metavar="B", help="a wheel or a directory")
+    diff.add_argument("--json", action="store_true", help="print the report as JSON")
     COMMANDS.update(publish.add_commands(sub))
     COMMANDS.update(select.add_commands(sub))
     COMMANDS.update(ci.add_commands(sub))
+    COMMANDS.update(smoke.add_commands(sub))
     COMMANDS.update(isa.add_commands(sub))
     return parser
 
@@ -329,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_repair(args: argparse.Namespace) -> int:
     import os
 
+    from wheelforge.cli.publish import size_limit
     from wheelforge.repair import check_size, repair_wheel
 
+    limit = size_limit(args.max_size_mb)
     log_path = args.log or Path(".wheelforge") / "logs" / f"repair-{args.wheel.stem}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -345,7 +375,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
             log=log,
             log_path=log_path,
         )
-    warning = check_size(repaired, limit=int(args.max_size_mb * 1024 * 1024), action=args.oversize)
+    warning = check_size(repaired, limit=limit, action=args.oversize)
     if args.json:
         emit_json(report.to_json() | {"warning": warning})
     else:
@@ -356,6 +386,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 for lib in report.libraries
             ],
         )
+        for fix in report.runpaths:
+            print(fix.describe())
         print(repaired)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -371,7 +403,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     elif args.format == "github":
         from wheelforge.ci.plan import github_matrix
 
-        plan = github_matrix(matrix.jobs, pull_request=args.pull_request)
+        plan = github_matrix(
+            matrix.jobs, pull_request=args.pull_request, allowed_runners=args.allow_runner
+        )
         print(json.dumps(plan, separators=(",", ":")))
     elif args.format == "cibuildwheel":
         from wheelforge.ci.plan import cibuildwheel_plan
@@ -405,6 +439,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     jobs = matrix.select(args.only)
     if args.jobs < 1:
         raise InvalidInput(f"-j {args.jobs}: expected at least 1")
+    from wheelforge.fsutil import check_dir_option
+
+    for option, directory in (("--out", args.out), ("--work-dir", args.work_dir),
+                              ("--cache-dir", args.cache_dir)):  # fmt: skip
+        if directory is not None:
+            check_dir_option(directory, option)
     options = BuildOptions(
         out=args.out,
         work_dir=args.work_dir,
@@ -414,6 +454,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         builder=args.builder,
         skip_unavailable=args.skip_unavailable,
+        test=not args.no_test,
     )
     with job_progress([SDIST_JOB, *(job.id for job in jobs)]) as progress:
         results = build_jobs(matrix, jobs, options, progress)
@@ -430,6 +471,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                     "log": str(r.log) if r.log else None,
                     "error": r.error,
                     "compiler_cache": r.compiler_cache.to_json() if r.compiler_cache else None,
+                    "test": r.test.to_json() if r.test else None,
                 }
                 for r in results
             ]
@@ -619,6 +661,18 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from wheelforge.cli.diff import render_report
+    from wheelforge.diff import diff_paths
+
+    report = diff_paths(args.a, args.b)
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        render_report(report)
+    return 0 if report.identical else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "tag": _cmd_tag,
     "untag": _cmd_untag,
@@ -628,6 +682,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "build": _cmd_build,
     "repair": _cmd_repair,
     "compress": _cmd_compress,
+    "diff": _cmd_diff,
 }
 
 
@@ -640,6 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.max_metadata_mb is not None:
+            from wheelforge.wheel.archive import set_metadata_cap
+
+            set_metadata_cap(args.max_metadata_mb)
         return COMMANDS[args.command](args)
     except WheelforgeError as err:
         if args.debug:

@@ -144,8 +144,9 @@ def add_isa_options(parser: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
     from wheelforge.publish.check import check_release_set
 
-    if args.max_size_mb <= 0:
-        raise InvalidInput(f"--max-size-mb {args.max_size_mb}: expected a positive size")
+    size_limit(args.max_size_mb)
+    if args.jobs is not None and args.jobs < 1:
+        raise InvalidInput(f"-j {args.jobs}: expected at least 1")
     show = sys.stderr.isatty() and not quiet
 
     def progress(done: int, total: int) -> None:
@@ -154,12 +155,24 @@ def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
     return check_release_set(
         args.dist,
         verify_hashes=not args.no_verify_hashes,
-        max_size=int(args.max_size_mb * 2**20),
+        max_size=size_limit(args.max_size_mb),
         jobs=args.jobs,
         progress=progress if show else None,
         isa=not args.no_isa,
         isa_dispatched=args.isa_dispatched,
     )
+
+
+MAX_SIZE_MB = 2**20  # 1 TiB: anything more is a typo
+
+
+def size_limit(megabytes: float, option: str = "--max-size-mb") -> int:
+    """``--max-size-mb`` in bytes; NaN, infinities, zero and negatives are refused."""
+    if not 0 < megabytes <= MAX_SIZE_MB:  # NaN fails the comparison too
+        raise InvalidInput(
+            f"{option} {megabytes}: expected a positive number of MiB, at most {MAX_SIZE_MB}"
+        )
+    return int(megabytes * 2**20)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -224,6 +237,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from wheelforge.publish.serve import make_server, simple_url
 
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput(f"--port {args.port}: expected 0 (any free port) to 65535")
+    if not 1 <= args.workers <= 1024:
+        raise InvalidInput(f"--workers {args.workers}: expected 1 to 1024")
+    if not 0 < args.idle_timeout <= 86400:  # NaN fails the comparison too
+        raise InvalidInput(f"--idle-timeout {args.idle_timeout}: expected 0 < SECONDS <= 86400")
     server = make_server(args.site, args.port, idle_timeout=args.idle_timeout, workers=args.workers)
     info(f"serving {args.site} at {simple_url(server)} (Ctrl-C stops)")
     try:
@@ -236,8 +255,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from wheelforge.publish.publisher import publish
+    from wheelforge.publish.publisher import check_targets, publish
 
+    check_targets(args.targets, args.simple_url)
     report, artifacts = _checked(args)
 
     def progress(target: str, file: str, what: str) -> None:

@@ -113,12 +113,15 @@ def _add_remote_options(parser: argparse.ArgumentParser) -> None:
 
 def _index(args: argparse.Namespace) -> str | None:
     """--index, refused when it carries credentials (never echoed)."""
-    from wheelforge.urls import refuse_credentials
+    from wheelforge.urls import check_url
 
     if args.index is None:
         return None
-    return refuse_credentials(
-        "--index", args.index, instead="give the index's URL without user, password or token"
+    return check_url(
+        "--index",
+        args.index,
+        instead="give the index's URL without user, password or token",
+        schemes=("http", "https", "file"),
     )
 
 

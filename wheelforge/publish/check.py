@@ -7,20 +7,24 @@ Findings are collected rather than raised, so one run reports every defect.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
+import hashlib
 import io
 import multiprocessing
 import re
 import tarfile
 import tempfile
+import threading
 import zipfile
+import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from packaging import metadata as core_metadata
 from packaging.requirements import InvalidRequirement, Requirement
@@ -46,7 +50,7 @@ from wheelforge.variants.merge import merge_all
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
-from wheelforge.wheel.archive import METHOD_NAMES, ZSTD
+from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
 from wheelforge.wheel.elf import (
     dynamic_info,
     iter_elf_members,
@@ -54,9 +58,16 @@ from wheelforge.wheel.elf import (
     offload_bundles,
     section_names,
 )
-from wheelforge.wheel.wheelfile import VARIANT_JSON, Wheel
+from wheelforge.wheel.wheelfile import (
+    VARIANT_JSON,
+    Wheel,
+    check_header_lines,
+    parse_core_metadata,
+)
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # PyPI's default per-file limit
+RENDER_LIMIT = 64 << 10  # characters of reStructuredText rendered: ~130 MiB at worst
+_RENDERING = threading.Lock()
 # What one wheel of a release may add to the METADATA the others share.
 VARIANT_FIELDS = frozenset({"requires_dist"})
 
@@ -220,13 +231,14 @@ def _read_wheel(
 ) -> None:
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
+        wheel.check_headers()
         try:
             wheel.checked_record(verify=verify_hashes)
         except InvalidInput as err:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)
         _check_variant_json(facts, wheel)
-        _check_metadata(facts, wheel.read(wheel.dist_info_path("METADATA")), "METADATA")
+        _check_metadata(facts, wheel.core_metadata(), "METADATA")
         facts.findings += fallback_requirement_findings(facts)
         _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
 
@@ -294,7 +306,7 @@ def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
     """Core metadata as ``twine check`` and ``twine upload`` judge it: every field
     known and well-formed, the long description renders."""
     artifact = facts.artifact
-    raw, unparsed = core_metadata.parse_email(data)
+    raw, unparsed = parse_core_metadata(data)
     if _version_tuple(str(raw.get("metadata_version", "0"))) < (2, 4):
         raw.pop("license_files", None)  # setuptools writes it too early; twine tolerates it
         unparsed.pop("license-file", None)
@@ -316,6 +328,9 @@ def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
         )
     _check_description(facts, raw, member)
     facts.metadata = dict(raw)
+    if isinstance(raw.get("description"), str):  # compared, not kept: it may be megabytes
+        digest = hashlib.sha256(raw["description"].encode("utf-8", "surrogatepass"))
+        facts.metadata["description"] = digest.hexdigest()
 
 
 def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
@@ -331,10 +346,20 @@ def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
             "reStructuredText",
         )
     if content_type is None or content_type.split(";")[0].strip() == "text/x-rst":
+        if len(description) > RENDER_LIMIT:
+            facts.warning(
+                "metadata",
+                f"{member}: the long description ({len(description)} characters) is over "
+                f"{RENDER_LIMIT} and was not rendered (docutils needs about 2 KiB of memory a "
+                "character): run 'twine check' on it",
+            )
+            return
         import readme_renderer.rst
 
         warnings = io.StringIO()
-        if readme_renderer.rst.render(description, stream=warnings) is None:
+        with _RENDERING:  # one at a time: docutils holds the GIL, and memory is bounded
+            rendered = readme_renderer.rst.render(description, stream=warnings)
+        if rendered is None:
             first = warnings.getvalue().strip().splitlines()[:1]
             facts.error(
                 "metadata",
@@ -344,21 +369,52 @@ def _check_description(facts: _WheelFacts, raw: Any, member: str) -> None:
 
 
 def sdist_metadata(path: Path) -> bytes:
+    """The sdist's top-level PKG-INFO (at most :func:`metadata_cap` bytes)."""
+    cap = metadata_cap()
     try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                names = [n for n in archive.namelist() if n.count("/") == 1]
-                member = next(n for n in names if n.endswith("/PKG-INFO"))
-                return archive.read(member)
-        with tarfile.open(path, "r:gz") as archive:
-            for info in archive:
-                if info.name.count("/") == 1 and info.name.endswith("/PKG-INFO"):
-                    extracted = archive.extractfile(info)
-                    if extracted is not None:
-                        return extracted.read()
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, StopIteration):
+        with _pkg_info(path) as found:
+            if found is not None:
+                size, stream = found
+                if size > cap:
+                    raise InvalidInput(
+                        f"{path}: PKG-INFO holds {size} bytes, over the limit of {cap} bytes "
+                        "for metadata (raise the limit with --max-metadata-mb)"
+                    )
+                return check_header_lines(stream.read(cap), source=f"{path}: PKG-INFO")
+    except (  # what zipfile, tarfile and their decompressors raise on a damaged file
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ):
         pass
     raise InvalidInput(f"{path}: not a readable sdist with a top-level PKG-INFO")
+
+
+@contextlib.contextmanager
+def _pkg_info(path: Path) -> Iterator[tuple[int, IO[bytes]] | None]:
+    """The top-level PKG-INFO's size and a stream of it, if there is one."""
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.count("/") == 1 and info.filename.endswith("/PKG-INFO"):
+                    with archive.open(info) as stream:
+                        yield info.file_size, stream
+                        return
+            yield None
+            return
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    yield member.size, extracted
+                    return
+        yield None
 
 
 # -- ELF members: one pass per wheel ---------------------------------------------------
@@ -539,7 +595,7 @@ def fallback_guard(path: Path) -> list[Finding]:
         return []
     facts = _WheelFacts(artifact)
     with Wheel(path) as wheel:
-        raw, _ = core_metadata.parse_email(wheel.read(wheel.dist_info_path("METADATA")))
+        raw, _ = parse_core_metadata(wheel.core_metadata())
         facts.metadata = dict(raw)
         facts.findings += fallback_requirement_findings(facts)
         _elf_pass(facts, wheel, (FALLBACK_ELF_CHECK,))

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging import metadata as core_metadata
-
 from wheelforge.errors import InvalidInput
-from wheelforge.fsutil import atomic_path, atomic_write
+from wheelforge.fsutil import atomic_path, atomic_write, make_dir
 from wheelforge.paths import ensure_inside, inside, remove_tree
 from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
-from wheelforge.wheel.wheelfile import Wheel
+from wheelforge.wheel.wheelfile import Wheel, parse_core_metadata
 
 API_VERSION = "1.1"
 _LOCK_NAME = ".wheelforge.lock"
@@ -109,7 +107,7 @@ class Site:
     def locked(self) -> Iterator[Site]:
         """Hold the site's lock; clear what an interrupted writer left behind. A site
         whose lock, ``simple/``, ``files/`` or pages are symlinks is refused."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dir(self.root)
         lock_path = self.root / _LOCK_NAME
         self._refuse_link(lock_path)
         try:  # no write, no new mtime; O_NOFOLLOW: a symlink planted since is refused too
@@ -165,7 +163,9 @@ class Site:
         try:
             data = json.loads(page.read_bytes())
             entries = data["files"]
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(entries, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidInput(f"{page}: not a PEP 691 project page") from None
         listed = (IndexedFile.from_json(entry, str(page)) for entry in entries)
         return {f.filename: f for f in listed}
@@ -214,21 +214,48 @@ class Site:
                     tmp.write_bytes(data)
         else:
             _verify(target, sha256)
-        metadata = _core_metadata(artifact)
-        metadata_sha256 = requires_python = None
-        if metadata is not None:
-            raw, _ = core_metadata.parse_email(metadata)
-            requires_python = raw.get("requires_python")
-        if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
-            metadata_sha256 = sha256_bytes(metadata)
-            sidecar = self._store_path(artifact.project, sha256[:16], artifact.name + ".metadata")
-            if not sidecar.exists():
-                atomic_write(sidecar, metadata)
-            else:
-                _verify(sidecar, metadata_sha256)
+        try:
+            metadata = _core_metadata(artifact)
+            metadata_sha256 = requires_python = None
+            if metadata is not None:
+                raw, _ = parse_core_metadata(metadata)
+                requires_python = raw.get("requires_python")
+            if metadata is not None and artifact.is_wheel:  # PEP 658 is served for wheels
+                metadata_sha256 = sha256_bytes(metadata)
+                sidecar = self._store_path(
+                    artifact.project, sha256[:16], artifact.name + ".metadata"
+                )
+                if not sidecar.exists():
+                    atomic_write(sidecar, metadata)
+                else:
+                    _verify(sidecar, metadata_sha256)
+        except BaseException:  # an unreadable wheel: no unlisted file is left behind
+            if new:
+                target.unlink(missing_ok=True)
+                for directory in (target.parent, target.parent.parent):
+                    try:
+                        directory.rmdir()  # only when empty
+                    except OSError:
+                        break
+            raise
         url = f"../../files/{artifact.project}/{sha256[:16]}/{artifact.name}"
         file = IndexedFile(artifact.name, url, sha256, size, requires_python, metadata_sha256)
         return Stored(artifact.project, file, new)
+
+    def discard(self, stored: Iterable[Stored]) -> None:
+        """Remove files this run put into the store and never listed (with their
+        ``.metadata``), and the directories that leaves empty: a failed batch leaves no
+        unlisted file behind. Call with the lock held."""
+        for item in stored:
+            path = self._store_path(item.project, item.file.sha256[:16], item.file.filename)
+            for leftover in (path, path.with_name(path.name + ".metadata")):
+                if leftover.is_file() and not leftover.is_symlink():
+                    leftover.unlink()
+            for directory in (path.parent, path.parent.parent):
+                try:
+                    directory.rmdir()  # only when empty
+                except OSError:
+                    break
 
     # -- the pages ------------------------------------------------------------
 
@@ -268,7 +295,8 @@ def _templates() -> Any:
 
     from wheelforge.templating import sandboxed
 
-    return sandboxed(
+    return sandboxed(  # wheelforge's own templates; a page of many files may be long
+        bounded_render=False,
         loader=jinja2.PackageLoader("wheelforge", "templates/index"),
         autoescape=True,
         trim_blocks=True,
@@ -344,7 +372,7 @@ def _verify(path: Path, sha256: str) -> None:
 def _core_metadata(artifact: Artifact) -> bytes | None:
     if artifact.is_wheel:
         with Wheel(artifact.path) as wheel:
-            return wheel.read(wheel.dist_info_path("METADATA"))
+            return wheel.core_metadata()
     if artifact.role is Role.FALLBACK:
         from wheelforge.publish.check import sdist_metadata
 

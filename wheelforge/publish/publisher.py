@@ -9,7 +9,7 @@ is refused before anything is sent to any target. Each sent file is recorded in
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ from wheelforge.publish.check import CheckReport
 from wheelforge.publish.index import IndexedFile, Site
 from wheelforge.publish.plan import Step, site_steps
 from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_bytes, sha256_file
-from wheelforge.publish.upload import UploadTarget, remote_files, twine_upload, upload_target
+from wheelforge.publish.upload import (
+    CREDENTIALS_INSTEAD,
+    UploadTarget,
+    remote_files,
+    twine_upload,
+    upload_target,
+)
+from wheelforge.urls import check_url
 from wheelforge.variants.metadata import Schema
 
 STATE_NAME = ".wheelforge-publish.json"
@@ -91,7 +98,14 @@ def index_release_set(
     with site.locked():
         site.check_new(artifacts)
         steps = site_steps(list(artifacts), site, schema=schema)
-        stored = [site.store(step.artifact, step.data) for step in steps]
+        _refuse_labels_without_wheels(steps, site)
+        stored = []
+        try:
+            for step in steps:
+                stored.append(site.store(step.artifact, step.data))
+        except BaseException:  # nothing listed yet: take back what this run stored
+            site.discard([item for item in stored if item.new])
+            raise
         additions: dict[str, list[IndexedFile]] = {}
         added: list[str] = []
         unchanged: list[str] = []
@@ -102,6 +116,47 @@ def index_release_set(
             (unchanged if same else added).append(item.file.filename)
         projects = site.publish_pages(additions)
     return IndexResult(root, added, unchanged, projects)
+
+
+def _refuse_labels_without_wheels(steps: Sequence[Step], site: Site) -> None:
+    """Every label of a variants file about to be listed has its wheel, in this batch or
+    on the site already (``index --no-check`` would otherwise offer a label whose
+    wheel no installer can find)."""
+    from packaging.utils import canonicalize_version
+
+    from wheelforge.variants.metadata import loads
+    from wheelforge.wheel.filename import WheelFilename
+
+    def release_labels(project: str, version: str, names: Iterable[str]) -> set[str]:
+        labels = set()
+        for name in names:
+            if not name.endswith(".whl"):
+                continue
+            try:
+                wheel = WheelFilename.parse(name)
+            except InvalidInput:
+                continue
+            if wheel.label and canonicalize_version(wheel.version) == version:
+                labels.add(wheel.label)
+        return labels
+
+    for step in steps:
+        artifact = step.artifact
+        if artifact.role is not Role.VARIANTS_FILE:
+            continue
+        data = step.data if step.data is not None else artifact.path.read_bytes()
+        meta = loads(data, source=str(artifact.path))
+        version = canonicalize_version(artifact.version)
+        names = [s.artifact.name for s in steps if s.artifact.project == artifact.project]
+        names += list(site.files(artifact.project))
+        missing = sorted(set(meta.variants) - release_labels(artifact.project, version, names))
+        if missing:
+            raise InvalidInput(
+                f"{artifact.path}: lists label {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                + " but neither the release set nor the site has its wheel; nothing was "
+                "written (an installer would pick a wheel it cannot download)"
+            )
 
 
 # -- publish: one file at a time ----------------------------------------------------
@@ -160,6 +215,14 @@ def publish(
                     progress(name, step.artifact.name, "uploaded")
     result.actions = [action for _, _, plan in plans for _, action in plan]
     return result
+
+
+def check_targets(targets: Sequence[str], simple_url: str | None) -> None:
+    """Refuse a malformed --to or --simple-url before the (slow) check of the set."""
+    if simple_url is not None:
+        check_url("--simple-url", simple_url, instead=CREDENTIALS_INSTEAD)
+    for text in targets:
+        _target(text, simple_url)
 
 
 def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
@@ -246,7 +309,7 @@ class _State:
         self.path = dist / STATE_NAME
         try:
             data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not ours, or damaged: start afresh
             data = {}
         self.data: dict[str, dict[str, str]] = data if isinstance(data, dict) else {}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,16 @@ class Artifact:
 
 def classify(path: Path) -> Artifact | None:
     """The artifact a file is, ``None`` for a file that is not published (logs,
-    manifests); :class:`InvalidInput` for a distribution file whose name does not parse."""
+    manifests); :class:`InvalidInput` for a distribution file whose name does not parse,
+    or that is a symbolic link: a release set holds its files (a link in a job's dist/,
+    perhaps from a pull request, would have check read and merge, index and publish copy
+    a file from anywhere on the machine)."""
     name = path.name
+    if path.is_symlink() and name.endswith((".whl", VARIANTS_SUFFIX, *SDIST_SUFFIXES)):
+        raise InvalidInput(
+            f"{name}: a symbolic link (to {_link_target(path)}); expected a regular file "
+            "(copy the file in)"
+        )
     if name.endswith(".whl"):
         wheel = WheelFilename.parse(name)
         project, version = wheel.release
@@ -84,6 +93,13 @@ def classify(path: Path) -> Artifact | None:
             raise InvalidInput(f"{name}: {err}") from None
         return Artifact(path, canonicalize_name(project), str(sdist_version), Role.FALLBACK)
     return None
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return repr(os.readlink(path))[:200]
+    except OSError:
+        return "an unreadable target"
 
 
 def artifacts_in(directory: Path) -> list[Artifact]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.simple_api import IndexUnavailable, read_project_page
-from wheelforge.urls import redact, refuse_credentials
+from wheelforge.urls import check_url, redact, refuse_credentials
 
-_INSTEAD = "set TWINE_USERNAME and TWINE_PASSWORD instead"
+CREDENTIALS_INSTEAD = "set TWINE_USERNAME and TWINE_PASSWORD instead"
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,21 @@ def upload_target(text: str, simple_url: str | None = None) -> UploadTarget:
     """``pypi``, ``testpypi`` or an upload URL (its simple index defaults to
     ``{url}/simple/``, where pypiserver has it). Credentials in either URL are refused."""
     if simple_url is not None:
-        refuse_credentials("--simple-url", simple_url, instead=_INSTEAD)
-        if urllib.parse.urlsplit(simple_url).scheme not in ("http", "https"):
-            raise InvalidInput(f"--simple-url {redact(simple_url)}: expected an http(s) URL")
+        check_url("--simple-url", simple_url, instead=CREDENTIALS_INSTEAD)
     if text in _KNOWN:
         upload, simple = _KNOWN[text]
         return UploadTarget(text, upload, simple_url or simple, accepts_variant_filenames=False)
-    refuse_credentials("--to", text, instead=_INSTEAD)
+    refuse_credentials("--to", text, instead=CREDENTIALS_INSTEAD)
     try:
         parts = urllib.parse.urlsplit(text)
-    except ValueError:
-        parts = urllib.parse.urlsplit("")
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError as err:
+        raise InvalidInput(f"--to {redact(text)}: not a valid URL ({err})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(
             f"--to {redact(text)}: expected pypi, testpypi, an http(s) URL or a directory"
         )
+    check_url("--to", text, instead=CREDENTIALS_INSTEAD)
     upload = text if text.endswith("/") else text + "/"
     simple = simple_url or urllib.parse.urljoin(upload, "simple/")
     pypi = parts.hostname in _PYPI_HOSTS

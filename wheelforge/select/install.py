@@ -99,7 +99,7 @@ def install(
         raise InvalidInput(f"{selection.project}: no wheel to install on this machine")
     where = f"{selection.project}: the index's file name"
     downloaded = inside(workdir, chosen.filename, where=where)  # a name from the index
-    downloaded.write_bytes(chosen.read())
+    chosen.download(downloaded)
     wheel = downloaded
     transcoded = False
     if installer == "pip" and not target.zipfile_reads_zstd and _has_zstd(downloaded):

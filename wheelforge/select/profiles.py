@@ -24,7 +24,6 @@ A table left out means the machine has none of that (no NVIDIA GPU, not x86_64, 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import read_toml
 from wheelforge.variants import supported
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.ranking import Supported
@@ -101,13 +101,7 @@ def with_assumed(
 
 
 def load_profile(path: Path) -> Profile:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InvalidInput(f"{path}: cannot read ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
-    return parse_profile(data, path)
+    return parse_profile(read_toml(path, what="profile"), path)
 
 
 def parse_profile(data: Mapping[str, Any], path: Path) -> Profile:

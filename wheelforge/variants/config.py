@@ -33,9 +33,14 @@ def config_from_table(table: Any, *, source: str) -> VariantMetadata:
         raise InvalidInput(
             f"{source}: variant.default-priorities.{extra[0]}: unknown key; expected namespace"
         )
-    if not isinstance(namespaces, list) or not namespaces:
+    if (
+        not isinstance(namespaces, list)
+        or not namespaces
+        or not all(isinstance(ns, str) for ns in namespaces)
+    ):
         raise InvalidInput(
-            f"{source}: variant.default-priorities.namespace: expected a non-empty list"
+            f"{source}: variant.default-priorities.namespace: expected a non-empty list "
+            "of namespace names (strings)"
         )
     providers = table.get("providers", {})
     if not isinstance(providers, dict):

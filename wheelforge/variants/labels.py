@@ -22,6 +22,21 @@ def validate_label(label: str) -> str:
     return label
 
 
+MAX_NEW_LABEL = 64  # wheelforge's own limit, so a wheel's file name stays under 255 bytes
+
+
+def validate_new_label(label: str) -> str:
+    """A label wheelforge is to write into a file name: valid, and at most
+    :data:`MAX_NEW_LABEL` characters."""
+    validate_label(label)
+    if len(label) > MAX_NEW_LABEL:
+        raise InvalidInput(
+            f"variant label {label[:16]!r}…: {len(label)} characters; expected at most "
+            f"{MAX_NEW_LABEL} (it goes into the wheel's file name)"
+        )
+    return label
+
+
 def default_label(properties: Iterable[VariantProperty]) -> str:
     """The first 8 hex digits of sha256 over the sorted properties (variantlib's rule)."""
     props = sorted(set(properties))

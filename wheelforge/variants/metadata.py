@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import parse_json
 from wheelforge.variants.labels import NULL_LABEL, validate_label
 from wheelforge.variants.properties import (
     NAME_PATTERN,
@@ -216,11 +217,7 @@ class _Reader:
 
 def loads(text: str | bytes, *, source: str) -> VariantMetadata:
     """Parse a ``variant.json`` or ``*-variants.json`` of any schema generation."""
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{source}: not valid JSON ({err})") from None
-    return from_json(data, source=source)
+    return from_json(parse_json(text, source=source), source=source)
 
 
 def from_json(data: Any, *, source: str) -> VariantMetadata:

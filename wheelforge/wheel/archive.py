@@ -9,15 +9,16 @@ compressed, deterministically, so that equal inputs give byte-equal outputs.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from wheelforge.errors import InvalidInput
 
@@ -36,9 +37,43 @@ _ZIP64_EXTRA = 0x0001
 _UTF8_FLAG, _DATA_DESCRIPTOR_FLAG, _ENCRYPTED_FLAG = 0x800, 0x8, 0x1
 _CHUNK = 1 << 20
 DEFAULT_FILE_MODE = 0o100644 << 16
+DEFAULT_METADATA_CAP = 16 << 20
+METADATA_CAP_ENV = "WHEELFORGE_MAX_METADATA_MB"
+_CAP_HINT = f"raise the limit with --max-metadata-mb or {METADATA_CAP_ENV}"
+# The file types a member may have (the high bits of a Unix external_attr): none
+# given, a regular file, or a directory (named with a trailing '/').
+_S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, 0o100000, 0o040000
 
 
-@dataclass(frozen=True)
+def metadata_cap() -> int:
+    """The most bytes a metadata member (METADATA, RECORD, WHEEL; variant.json gets a
+    sixteenth) or a central directory may hold: 16 MiB, or ``WHEELFORGE_MAX_METADATA_MB``
+    (which ``--max-metadata-mb`` sets)."""
+    value = os.environ.get(METADATA_CAP_ENV, "")
+    return _cap_bytes(value) if value else DEFAULT_METADATA_CAP
+
+
+def set_metadata_cap(mib: str) -> None:
+    """``--max-metadata-mb``: checked now, read by every later :func:`metadata_cap`
+    (through the environment, so that worker processes see it too)."""
+    _cap_bytes(mib)
+    os.environ[METADATA_CAP_ENV] = mib
+
+
+def _cap_bytes(mib: str) -> int:
+    try:
+        value = float(mib)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1 << 20:  # nan fails too
+        raise InvalidInput(
+            f"--max-metadata-mb / {METADATA_CAP_ENV} {mib!r}: expected a positive number "
+            "of MiB (at most 1048576)"
+        )
+    return max(1, int(value * (1 << 20)))
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
     name: str
     method: int
@@ -81,7 +116,14 @@ def check_member_name(name: str, *, source: str) -> None:
 
 
 class ZipReader:
-    """The central directory of a zip file, and raw or decompressed member access."""
+    """The central directory of a zip file, and raw or decompressed member access.
+
+    Only archives that every installer reads the same way are opened: no duplicate
+    names, no overlapping members, no symlinks or other non-regular files, a central
+    directory that holds exactly what its end record says; and a member is read only if
+    its local header agrees with the central directory. Content is checked as it
+    inflates (see :func:`inflate`), so a bomb is refused after its declared size.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -110,12 +152,17 @@ class ZipReader:
     def _fail(self, what: str) -> InvalidInput:
         return InvalidInput(f"{self.path}: {what}: expected a complete zip archive (a wheel)")
 
+    def _refuse(self, name: str, what: str) -> InvalidInput:
+        return InvalidInput(f"{self.path}: member {name!r} {what}")
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        self._file.seek(offset)
+        return self._file.read(size)
+
     def _read_central_directory(self) -> list[Member]:
-        f = self._file
-        size = f.seek(0, os.SEEK_END)
+        size = self._file.seek(0, os.SEEK_END)
         tail_len = min(size, _EOCD.size + _MAX16)
-        f.seek(size - tail_len)
-        tail = f.read(tail_len)
+        tail = self._read_at(size - tail_len, tail_len)
         at = tail.rfind(_EOCD_SIG)
         if at < 0 or at + _EOCD.size > len(tail):
             raise self._fail("no end-of-central-directory record (not a zip, or truncated)")
@@ -123,31 +170,36 @@ class ZipReader:
         eocd_pos = size - tail_len + at
         if count == _MAX16 or cd_size == _MAX32 or cd_offset == _MAX32:
             locator_pos = eocd_pos - _ZIP64_LOCATOR.size
-            f.seek(locator_pos)
-            sig, _, z64_pos, _ = _ZIP64_LOCATOR.unpack(f.read(_ZIP64_LOCATOR.size))
-            if sig != _ZIP64_LOCATOR_SIG:
+            locator = self._read_at(max(locator_pos, 0), _ZIP64_LOCATOR.size)
+            if locator_pos < 0 or locator[:4] != _ZIP64_LOCATOR_SIG:
                 raise self._fail("missing zip64 locator")
-            f.seek(z64_pos)
-            record = f.read(_ZIP64_EOCD.size)
-            if len(record) != _ZIP64_EOCD.size or record[:4] != _ZIP64_EOCD_SIG:
+            _, _, z64_pos, _ = _ZIP64_LOCATOR.unpack(locator)
+            if z64_pos + _ZIP64_EOCD.size > locator_pos:
+                raise self._fail("zip64 locator points out of the archive")
+            record = self._read_at(z64_pos, _ZIP64_EOCD.size)
+            if record[:4] != _ZIP64_EOCD_SIG:
                 raise self._fail("bad zip64 end-of-central-directory record")
             *_, count, cd_size, cd_offset = _ZIP64_EOCD.unpack(record)
+            eocd_pos = z64_pos
         if cd_offset + cd_size > eocd_pos:
             raise self._fail("central directory out of bounds (truncated)")
-        f.seek(cd_offset)
-        directory = f.read(cd_size)
-        members = []
+        cap = metadata_cap()
+        if cd_size > cap:
+            raise InvalidInput(
+                f"{self.path}: the central directory holds {cd_size} bytes, over the "
+                f"limit of {cap} bytes for metadata ({_CAP_HINT})"
+            )
+        self._data_end = cd_offset
+        directory = self._read_at(cd_offset, cd_size)
+        members: list[Member] = []
+        names: set[str] = set()
+        spans: list[tuple[int, int, str]] = []  # (start, least end, name)
         pos = 0
-        for _ in range(count):
-            if directory[pos : pos + 4] != _CENTRAL_SIG:
+        while pos < len(directory):
+            if directory[pos : pos + 4] != _CENTRAL_SIG or pos + _CENTRAL.size > len(directory):
                 raise self._fail("corrupt central directory")
-            fields = _CENTRAL.unpack_from(directory, pos)
             (
-                _,
-                _,
-                _,
-                _,
-                _,
+                *_,
                 flags,
                 method,
                 dtime,
@@ -162,86 +214,212 @@ class ZipReader:
                 _,
                 external,
                 offset,
-            ) = fields
+            ) = _CENTRAL.unpack_from(directory, pos)
             pos += _CENTRAL.size
             raw_name = directory[pos : pos + name_len]
             extra = directory[pos + name_len : pos + name_len + extra_len]
             pos += name_len + extra_len + comment_len
-            name = raw_name.decode("utf-8" if flags & _UTF8_FLAG else "cp437")
-            usize, csize, offset = _apply_zip64(extra, usize, csize, offset)
-            if flags & _ENCRYPTED_FLAG:
-                raise InvalidInput(f"{self.path}: member {name!r} is encrypted")
-            if offset + csize > cd_offset:
-                raise self._fail(f"member {name!r} extends past the data area (truncated)")
+            if pos > len(directory):
+                raise self._fail("corrupt central directory")
+            name = _decode_name(raw_name, flags)
+            if name is None:
+                raise self._fail(f"member name {raw_name!r} has the UTF-8 flag but is not UTF-8")
+            zip64 = _apply_zip64(extra, usize, csize, offset)
+            if zip64 is None:
+                raise self._fail(f"member {name!r}: missing or short zip64 extra field")
+            usize, csize, offset = zip64
+            self._check_entry(name, flags, external, names)
+            spans.append((offset, offset + _LOCAL.size + name_len + csize, name))
             members.append(
                 Member(name, method, flags, crc, csize, usize, offset, dtime, ddate, external)
             )
+        if len(members) != count:
+            raise self._fail(
+                f"the central directory holds {len(members)} members, its end record says {count}"
+            )
+        spans.sort()
+        for (_, end, name), (start, _, following) in zip(
+            spans, [*spans[1:], (cd_offset, 0, "")], strict=True
+        ):
+            if end > start:
+                raise self._fail(
+                    f"members {name!r} and {following!r} overlap"
+                    if following
+                    else f"member {name!r} extends past the data area (truncated)"
+                )
         return members
 
+    def _check_entry(self, name: str, flags: int, external: int, names: set[str]) -> None:
+        if flags & _ENCRYPTED_FLAG:
+            raise InvalidInput(f"{self.path}: member {name!r} is encrypted")
+        if name in names:
+            raise self._refuse(name, "appears twice: installers disagree on which copy they write")
+        names.add(name)
+        kind = (external >> 16) & _S_IFMT
+        if kind not in (0, _S_IFREG) and not (kind == _S_IFDIR and name.endswith("/")):
+            what = "a symlink" if kind == 0o120000 else "not a regular file"
+            raise self._refuse(
+                name,
+                f"is {what} (mode {oct(external >> 16)}): installers write it as a "
+                "regular file; expected regular files and directories only",
+            )
+
     def data_offset(self, member: Member) -> int:
-        self._file.seek(member.offset)
-        header = self._file.read(_LOCAL.size)
+        """Where the member's compressed bytes start, once its local header agrees with
+        the central directory (name, method, flags; CRC and sizes unless they follow
+        the data)."""
+        header = self._read_at(member.offset, _LOCAL.size)
         if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
             raise self._fail(f"bad local header for {member.name!r}")
-        name_len, extra_len = struct.unpack_from("<2H", header, _LOCAL.size - 4)
-        return member.offset + _LOCAL.size + int(name_len) + int(extra_len)
+        *_, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack(header)
+        rest = self._read_at(member.offset + _LOCAL.size, name_len + extra_len)
+        if len(rest) != name_len + extra_len:
+            raise self._fail(f"bad local header for {member.name!r}")
+        start: int = member.offset + _LOCAL.size + name_len + extra_len
+        local = {
+            "name": _decode_name(rest[:name_len], flags),
+            "method": method,
+            "flags": flags,
+        }
+        central: dict[str, object] = {
+            "name": member.name,
+            "method": member.method,
+            "flags": member.flags,
+        }
+        if not flags & _DATA_DESCRIPTOR_FLAG:
+            zip64 = _apply_zip64(rest[name_len:], usize, csize, 0)
+            if zip64 is None:
+                raise self._fail(f"member {member.name!r}: missing or short zip64 extra field")
+            usize, csize, _ = zip64
+            local.update(crc=crc, size=usize, compressed_size=csize)
+            central.update(crc=member.crc, size=member.size, compressed_size=member.compressed_size)
+        for field, value in local.items():
+            if value != central[field]:
+                raise self._refuse(
+                    member.name,
+                    f"has a local header whose {field} ({value!r}) differs from the "
+                    f"central directory's ({central[field]!r})",
+                )
+        if start + member.compressed_size > self._data_end:
+            raise self._fail(f"member {member.name!r} extends past the data area (truncated)")
+        return start
 
     def iter_raw(self, member: Member, *, skip: int = 0) -> Iterator[bytes]:
         """The member's compressed bytes in chunks, from ``skip`` bytes in."""
         start = self.data_offset(member)
         remaining = member.compressed_size - skip
         while remaining:
-            self._file.seek(start + member.compressed_size - remaining)
-            chunk = self._file.read(min(_CHUNK, remaining))
+            at = start + member.compressed_size - remaining
+            chunk = self._read_at(at, min(_CHUNK, remaining))
             if not chunk:
                 raise self._fail(f"member {member.name!r} is cut short")
             remaining -= len(chunk)
             yield chunk
 
     def iter_content(self, member: Member) -> Iterator[bytes]:
-        """The member's uncompressed bytes in chunks; the CRC is checked at the end."""
-        decompress = _decompressor(member, self.path)
-        crc = 0
-        for raw in self.iter_raw(member):
-            chunk = decompress(raw)
-            crc = zlib.crc32(chunk, crc)
-            yield chunk
-        if crc != member.crc:
-            raise InvalidInput(f"{self.path}: member {member.name!r} fails its CRC check")
+        """The member's uncompressed bytes in chunks, checked as they inflate."""
+        return inflate(self.iter_raw(member), member, str(self.path))
 
-    def read(self, member: Member) -> bytes:
+    def read(self, member: Member, *, limit: int | None = None) -> bytes:
+        """The member's content; over ``limit`` bytes (as declared, and so as inflated)
+        is an error."""
+        if limit is not None and member.size > limit:
+            raise self._refuse(
+                member.name,
+                f"holds {member.size} bytes, over the limit of {limit} bytes for metadata "
+                f"({_CAP_HINT})",
+            )
         return b"".join(self.iter_content(member))
 
 
-def _apply_zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int, int]:
+def inflate(raw: Iterable[bytes], member: Member, source: str) -> Iterator[bytes]:
+    """The member's content in pieces of at most 1 MiB, from its compressed bytes.
+
+    Checked as it inflates: a member that inflates past its declared size fails as soon
+    as it does (a bomb is never held), one that ends short of it fails, and so does a
+    CRC mismatch at the end.
+    """
+    crc = size = 0
+    for piece in _decode(raw, member, source):
+        size += len(piece)
+        if size > member.size:
+            raise InvalidInput(
+                f"{source}: member {member.name!r} inflates past its declared size of "
+                f"{member.size} bytes"
+            )
+        crc = zlib.crc32(piece, crc)
+        yield piece
+    if size != member.size:
+        raise InvalidInput(
+            f"{source}: member {member.name!r} inflates to {size} bytes, its declared "
+            f"size is {member.size}"
+        )
+    if crc != member.crc:
+        raise InvalidInput(f"{source}: member {member.name!r} fails its CRC check")
+
+
+def _decode(raw: Iterable[bytes], member: Member, source: str) -> Iterator[bytes]:
+    """The member's content in pieces of at most ``_CHUNK`` bytes."""
+    if member.method == STORED:
+        yield from raw
+        return
+    decoder: Any
+    if member.method == DEFLATED:
+        decoder, error = zlib.decompressobj(-zlib.MAX_WBITS), zlib.error
+    elif member.method == ZSTD:
+        zstd = zstd_module()
+        decoder, error = zstd.ZstdDecompressor(), zstd.ZstdError
+    else:
+        raise InvalidInput(
+            f"{source}: member {member.name!r} uses zip method {member.method}: "
+            "expected stored (0), deflate (8) or zstd (93)"
+        )
+    try:
+        for chunk in raw:
+            piece = decoder.decompress(chunk, _CHUNK)
+            while True:  # a full piece: more may come from the input already given
+                if piece:
+                    yield piece
+                if decoder.eof or len(piece) < _CHUNK:
+                    break
+                # zlib hands back the input it did not take; zstd keeps it
+                rest = decoder.unconsumed_tail if member.method == DEFLATED else b""
+                piece = decoder.decompress(rest, _CHUNK)
+            if decoder.eof:
+                return
+    except error as err:
+        raise InvalidInput(f"{source}: member {member.name!r} is corrupt ({err})") from None
+    raise InvalidInput(f"{source}: member {member.name!r} is corrupt (its stream is cut short)")
+
+
+def _decode_name(raw: bytes, flags: int) -> str | None:
+    try:
+        return raw.decode("utf-8" if flags & _UTF8_FLAG else "cp437")
+    except UnicodeDecodeError:
+        return None
+
+
+def _apply_zip64(extra: bytes, usize: int, csize: int, offset: int) -> tuple[int, int, int] | None:
+    """The sizes and offset, those at 0xFFFFFFFF taken from the zip64 extra field;
+    None if that field is missing or too short for them."""
+    wanted = [value == _MAX32 for value in (usize, csize, offset)]
+    if not any(wanted):
+        return usize, csize, offset
     pos = 0
     while pos + 4 <= len(extra):
         tag, length = struct.unpack_from("<2H", extra, pos)
-        if tag == _ZIP64_EXTRA:
-            values = list(struct.unpack_from(f"<{length // 8}Q", extra, pos + 4))
-            if usize == _MAX32:
-                usize = values.pop(0)
-            if csize == _MAX32:
-                csize = values.pop(0)
-            if offset == _MAX32:
-                offset = values.pop(0)
-            break
+        field = extra[pos + 4 : pos + 4 + length]
         pos += 4 + length
-    return usize, csize, offset
-
-
-def _decompressor(member: Member, path: Path) -> Callable[[bytes], bytes]:
-    if member.method == STORED:
-        return lambda data: data
-    if member.method == DEFLATED:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress
-    if member.method == ZSTD:
-        decompress: Callable[[bytes], bytes] = zstd_module().ZstdDecompressor().decompress
-        return decompress
-    raise InvalidInput(
-        f"{path}: member {member.name!r} uses zip method {member.method}: "
-        "expected stored (0), deflate (8) or zstd (93)"
-    )
+        if tag != _ZIP64_EXTRA:
+            continue
+        values = list(struct.unpack_from(f"<{len(field) // 8}Q", field))
+        if len(values) < sum(wanted):
+            return None
+        usize = values.pop(0) if wanted[0] else usize
+        csize = values.pop(0) if wanted[1] else csize
+        offset = values.pop(0) if wanted[2] else offset
+        return usize, csize, offset
+    return None
 
 
 def compress(data: bytes, method: int, level: int | None = None) -> bytes:

@@ -29,6 +29,10 @@ class WheelFilename:
     def parse(cls, filename: str) -> WheelFilename:
         if not filename.endswith(".whl"):
             raise InvalidInput(f"{filename}: not a wheel filename (expected a '.whl' name)")
+        if any(char in "/\\" or ord(char) < 0x20 or ord(char) == 0x7F for char in filename):
+            raise InvalidInput(
+                f"{filename!r}: not a wheel filename ('/', '\\' or a control character)"
+            )
         parts = filename[: -len(".whl")].split("-")
         build = label = None
         if len(parts) == 7:

@@ -26,26 +26,38 @@ def digest_to_record_hash(algorithm: str, digest: bytes) -> str:
     return f"{algorithm}=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def parse_record(data: bytes, *, source: str) -> list[RecordEntry]:
+def parse_record(data: bytes, *, source: str, max_entries: int | None = None) -> list[RecordEntry]:
+    """RECORD's entries; more than ``max_entries`` is an error (read lazily, so that a
+    RECORD of millions of short lines is refused before it is held)."""
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
+    entries = []
     try:
-        text = data.decode("utf-8")
+        for row in reader:
+            if row:
+                entries.append(_entry(row, reader.line_num, source))
+            if max_entries is not None and len(entries) > max_entries:
+                raise InvalidInput(
+                    f"{source}: RECORD lists more than {max_entries} files, the members "
+                    "of the wheel"
+                )
     except UnicodeDecodeError:
         raise InvalidInput(f"{source}: RECORD is not UTF-8") from None
-    entries = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row:
-            continue
-        if len(row) != 3:
-            raise InvalidInput(
-                f"{source}: RECORD line {lineno}: expected 'path,hash,size', got {len(row)} fields"
-            )
-        path, hash_, size = row
-        if hash_ and "=" not in hash_:
-            raise InvalidInput(f"{source}: RECORD line {lineno}: expected hash 'algo=digest'")
-        if size and not size.isdigit():
-            raise InvalidInput(f"{source}: RECORD line {lineno}: expected a size in bytes")
-        entries.append(RecordEntry(path, hash_ or None, int(size) if size else None))
+    except csv.Error as err:
+        raise InvalidInput(f"{source}: RECORD line {reader.line_num}: not CSV ({err})") from None
     return entries
+
+
+def _entry(row: list[str], lineno: int, source: str) -> RecordEntry:
+    if len(row) != 3:
+        raise InvalidInput(
+            f"{source}: RECORD line {lineno}: expected 'path,hash,size', got {len(row)} fields"
+        )
+    path, hash_, size = row
+    if hash_ and "=" not in hash_:
+        raise InvalidInput(f"{source}: RECORD line {lineno}: expected hash 'algo=digest'")
+    if size and not (size.isascii() and size.isdigit() and len(size) <= 20):
+        raise InvalidInput(f"{source}: RECORD line {lineno}: expected a size in bytes")
+    return RecordEntry(path, hash_ or None, int(size) if size else None)
 
 
 def format_record(entries: list[RecordEntry]) -> bytes:
