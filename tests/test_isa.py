@@ -353,3 +353,26 @@ def test_load_time_code_is_followed_not_swept(
     assert result.required_level == required
     assert result.dispatched_level == (4 if kind == "dispatched" else 1)
     assert any(f.level == 4 and f.kind == kind for f in result.functions)
+
+
+def test_mutated_libraries_audit_or_refuse(tmp_path: Path) -> None:
+    """Random byte flips and truncations: every result is an audit or InvalidInput
+    (never another exception, nor a read sized by a damaged header)."""
+    import contextlib
+    import random
+
+    from wheelforge.errors import InvalidInput
+
+    source = _compile(tmp_path / "lib", _AVX2_INIT).read_bytes()
+    rng = random.Random(12)
+    for i in range(60):
+        data = bytearray(source)
+        if i % 3 == 0:
+            data = data[: rng.randrange(4, len(data))]
+        else:
+            for _ in range(rng.randrange(1, 40)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        mutated = tmp_path / f"m{i}.so"
+        mutated.write_bytes(bytes(data))
+        with contextlib.suppress(InvalidInput):
+            audit_elf(mutated, jobs=1)
