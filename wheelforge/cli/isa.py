@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
         "baseline; x86_64 :: level :: vN: vN).",
     )
     audit.add_argument("path", type=Path, metavar="WHEEL|DIR")
-    add_isa_options(audit)
+    add_isa_options(audit, skip=False)
     audit.add_argument(
         "-j", "--jobs", type=int, default=None, help="disassembly threads (default: CPUs)"
     )

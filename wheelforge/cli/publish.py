@@ -125,12 +125,13 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     add_isa_options(parser)
 
 
-def add_isa_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-isa",
-        action="store_true",
-        help="skip the ISA audit (the x86-64 level the wheels' machine code needs)",
-    )
+def add_isa_options(parser: argparse.ArgumentParser, *, skip: bool = True) -> None:
+    if skip:
+        parser.add_argument(
+            "--no-isa",
+            action="store_true",
+            help="skip the ISA audit (the x86-64 level the wheels' machine code needs)",
+        )
     parser.add_argument(
         "--isa-dispatched",
         action="append",
