@@ -527,10 +527,6 @@ def _functions(
         yield value, size, name, kind == 10
 
 
-def _within(region: _Region, address: int) -> bool:
-    return region.address <= address < region.address + region.size
-
-
 def _region_of(regions: Sequence[_Region], address: int) -> _Region | None:
     for region in regions:  # a handful: .init, .text, .fini, ...
         if region.address <= address < region.address + region.size:
@@ -839,11 +835,6 @@ def _reach(fd: int, layout: _Layout, entry: int) -> tuple[set[str], set[int]]:
                 todo.append(target)
             address += size
     return extensions, callees
-
-
-def _function_of(layout: _Layout, address: int) -> int:
-    index = bisect.bisect_right(layout.starts, address) - 1
-    return layout.starts[index] if index >= 0 else address
 
 
 def _name(layout: _Layout, start: int) -> str:
