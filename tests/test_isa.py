@@ -376,3 +376,26 @@ def test_mutated_libraries_audit_or_refuse(tmp_path: Path) -> None:
         mutated.write_bytes(bytes(data))
         with contextlib.suppress(InvalidInput):
             audit_elf(mutated, jobs=1)
+
+
+def test_target_clones_and_ifunc_are_dispatched(tmp_path: Path) -> None:
+    source = (
+        '__attribute__((target_clones("avx2", "arch=x86-64-v4", "default")))\n'
+        "int f(int *a) { int s = 0; for (int i = 0; i < 64; i++) s += a[i]; return s; }\n"
+    )
+    result = audit_elf(_compile(tmp_path, source, "-O3"))
+    assert result.required_level == 1 and result.dispatched_level == 4
+    assert any(d.startswith("1 ifunc symbols (f)") for d in result.dispatch)
+    clones = {f.name: f for f in result.functions if f.kind == "dispatched"}
+    assert clones["f.arch_x86_64_v4"].level == 4 and clones["f.avx2"].level == 3
+
+
+def test_check_cli_takes_declarations(tmp_path: Path, cli: Cli) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    _wheel(dist, _compile(tmp_path / "lib", _AVX2_PLAIN))
+    code, out, _ = cli("check", dist, "--json")
+    assert code == 1 and any(f["check"] == "isa" for f in json.loads(out)["findings"])
+    code, out, _ = cli("check", dist, "--json", "--isa-dispatched", "libisademo.so:avx2_*")
+    assert code == 0
+    assert cli("check", dist, "--no-isa")[0] == 0
