@@ -1,8 +1,9 @@
 """The ISA audit: which x86-64 micro-architecture level (v1-v4) the machine code of
 each ELF file in a wheel needs, which extensions make it so, and in which functions.
 
-The code is read, not the GNU property notes alone: every executable x86 section is
-disassembled with capstone (linear sweep from each function start), each instruction is
+The code is read, not the GNU property notes alone (a note glibc enforces still counts):
+every executable x86 section is disassembled with capstone (linear sweep, restarted at
+each function start), each instruction is
 mapped to its extension (SSE4.1, AVX2, AVX-512BW, ...) and each extension to the level
 that implies it. Device code (``.nv_fatbin``, HIP offload bundles) is never read.
 
@@ -10,7 +11,8 @@ Runtime dispatch must not make the common case an error. A function's code is
 
 - *load-time* when the dynamic loader runs it: the functions of ``.init_array``,
   ``.preinit_array``, ``.ctors`` and ``DT_INIT``, and the functions they call directly
-  (``call``/``jmp`` to an address, one level deep). It is always required;
+  (``call``/``jmp`` to a known function start, one level deep), found by recursive
+  descent from those entries rather than by the sweep. It is always required;
 - *dispatched* when the library detects the CPU at run time (a ``cpuid`` or ``xgetbv``
   instruction, a reference to ``__cpu_model``/``__cpu_indicator_init``/
   ``__cpu_features2``/glibc's ``__x86_get_cpuid_feature_leaf``, an ``STT_GNU_IFUNC``
