@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wheelforge import __version__
-from wheelforge.cli import ci, publish, select, smoke
+from wheelforge.cli import ci, isa, publish, select, smoke
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     COMMANDS.update(select.add_commands(sub))
     COMMANDS.update(ci.add_commands(sub))
     COMMANDS.update(smoke.add_commands(sub))
+    COMMANDS.update(isa.add_commands(sub))
     return parser
 
 

@@ -122,6 +122,24 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-j", "--jobs", type=int, default=None, help="wheels read in parallel (default: CPUs)"
     )
+    add_isa_options(parser)
+
+
+def add_isa_options(parser: argparse.ArgumentParser, *, skip: bool = True) -> None:
+    if skip:
+        parser.add_argument(
+            "--no-isa",
+            action="store_true",
+            help="skip the ISA audit (the x86-64 level the wheels' machine code needs)",
+        )
+    parser.add_argument(
+        "--isa-dispatched",
+        action="append",
+        default=[],
+        metavar="LIB:FUNC",
+        help="functions that run only after a runtime CPU check the audit does not see "
+        "(fnmatch globs, e.g. 'libfoo*.so:*_avx512*'; repeatable)",
+    )
 
 
 def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
@@ -141,6 +159,8 @@ def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
         max_size=size_limit(args.max_size_mb),
         jobs=args.jobs,
         progress=progress if show else None,
+        isa=not args.no_isa,
+        isa_dispatched=args.isa_dispatched,
     )
 
 

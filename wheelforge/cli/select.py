@@ -79,9 +79,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     cov.add_argument(
         "--require-all",
         action="store_true",
-        help="exit 1 when a profile gets nothing (a release gate)",
+        help="exit 1 when a profile gets nothing, or a wheel whose code needs a newer CPU "
+        "(a release gate)",
     )
     cov.add_argument("--json", action="store_true", help="print the table as JSON")
+    from wheelforge.cli.publish import add_isa_options
+
+    add_isa_options(cov)
     return {"detect": _cmd_detect, "select": _cmd_select, "install": _cmd_install,
             "coverage": _cmd_coverage}  # fmt: skip
 
@@ -305,7 +309,10 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
         files = directory_files(dist, requirement.name)
     profiles = load_profiles(args.profiles)
     trusted = frozenset(args.trust_provider) | trusted_from_env()
-    rows = coverage(requirement, files, profiles, interpreter(args.python), trusted=trusted)
+    from wheelforge.cli.isa import isa_needs
+
+    rows = coverage(requirement, files, profiles, interpreter(args.python), trusted=trusted,
+                    needs=isa_needs(args))  # fmt: skip
     if args.json:
         emit_json([row.to_json() for row in rows])
     else:
@@ -315,10 +322,14 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
             title=f"{requirement.name}: {len(rows)} profiles",
         )
         counts = {
-            o: sum(r.outcome == o for r in rows) for o in ("variant", "null", "plain", "nothing")
+            o: sum(r.outcome == o for r in rows)
+            for o in ("variant", "null", "plain", "nothing", "fails")
         }
         info(", ".join(f"{n} {o}" for o, n in counts.items()))
-    return 1 if args.require_all and any(r.outcome == "nothing" for r in rows) else 0
+        for row in rows:
+            if row.outcome == "fails":
+                info(f"{row.profile}: {row.notes[-1]}")
+    return 1 if args.require_all and any(r.outcome in ("nothing", "fails") for r in rows) else 0
 
 
 def _project_in(dist: Path) -> str:

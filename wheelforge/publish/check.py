@@ -20,7 +20,7 @@ import threading
 import zipfile
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,14 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
 from wheelforge.compress import default_jobs, zstd_allowed
 from wheelforge.errors import InvalidInput
+from wheelforge.isa import (
+    BASELINE,
+    Declaration,
+    audit_elf,
+    claimed_level,
+    judge,
+    parse_declarations,
+)
 from wheelforge.paths import inside
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
@@ -133,8 +141,12 @@ def check_release_set(
     max_size: int = DEFAULT_MAX_SIZE,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    isa: bool = True,
+    isa_dispatched: Sequence[str] = (),
 ) -> CheckReport:
-    """Check every publishable file of ``directory`` and the set they form."""
+    """Check every publishable file of ``directory`` and the set they form. ``isa``: audit
+    the machine code of x86-64 wheels against their claimed level (``isa_dispatched``:
+    ``LIB_GLOB:FUNCTION_GLOB`` declarations of dispatched code)."""
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: expected a directory of wheels")
     findings: list[Finding] = []
@@ -153,7 +165,10 @@ def check_release_set(
         raise InvalidInput(f"{directory}: no wheels, sdists or variants files to check")
 
     readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
-    read = functools.partial(_read, verify_hashes=verify_hashes, max_size=max_size)
+    elf_checks = ELF_CHECKS + ((isa_elf_check(isa_dispatched),) if isa else ())
+    read = functools.partial(
+        _read, verify_hashes=verify_hashes, max_size=max_size, elf_checks=elf_checks
+    )
     facts = []
     with _pool(jobs or default_jobs(), len(readers)) as pool:
         for fact in pool.map(read, readers, chunksize=_chunk(len(readers), jobs)):
@@ -186,7 +201,13 @@ def _chunk(wheels: int, jobs: int | None) -> int:
 # -- one file at a time -------------------------------------------------------------
 
 
-def _read(artifact: Artifact, *, verify_hashes: bool, max_size: int) -> _WheelFacts:
+def _read(
+    artifact: Artifact,
+    *,
+    verify_hashes: bool,
+    max_size: int,
+    elf_checks: tuple[ElfCheck, ...] | None = None,
+) -> _WheelFacts:
     facts = _WheelFacts(artifact)
     size = artifact.path.stat().st_size
     if size > max_size:
@@ -197,7 +218,7 @@ def _read(artifact: Artifact, *, verify_hashes: bool, max_size: int) -> _WheelFa
         )
     try:
         if artifact.is_wheel:
-            _read_wheel(facts, verify_hashes=verify_hashes)
+            _read_wheel(facts, verify_hashes=verify_hashes, elf_checks=elf_checks)
         else:
             _check_metadata(facts, sdist_metadata(artifact.path), "PKG-INFO")
     except InvalidInput as err:
@@ -205,7 +226,9 @@ def _read(artifact: Artifact, *, verify_hashes: bool, max_size: int) -> _WheelFa
     return facts
 
 
-def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
+def _read_wheel(
+    facts: _WheelFacts, *, verify_hashes: bool, elf_checks: tuple[ElfCheck, ...] | None = None
+) -> None:
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
         wheel.check_headers()
@@ -217,7 +240,7 @@ def _read_wheel(facts: _WheelFacts, *, verify_hashes: bool) -> None:
         _check_variant_json(facts, wheel)
         _check_metadata(facts, wheel.core_metadata(), "METADATA")
         facts.findings += fallback_requirement_findings(facts)
-        _elf_pass(facts, wheel, ELF_CHECKS)
+        _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
 
 
 def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
@@ -493,6 +516,40 @@ def fallback_elf_findings(facts: _WheelFacts, member: str, path: Path) -> list[F
 
 FALLBACK_ELF_CHECK = ElfCheck("fallback-gpu", _is_fallback, fallback_elf_findings)
 ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK,)
+
+
+# -- ISA audit: the machine code needs no newer CPU than the wheel claims ---------------
+
+
+def isa_elf_check(dispatched: Sequence[str] = ()) -> ElfCheck:
+    """The ISA audit as an ELF check (``dispatched``: ``LIB_GLOB:FUNCTION_GLOB``)."""
+    declarations = parse_declarations(dispatched)
+    return ElfCheck(
+        "isa", _is_x86_64_wheel, functools.partial(isa_findings, declarations=declarations)
+    )
+
+
+def _is_x86_64_wheel(artifact: Artifact) -> bool:
+    return artifact.is_wheel and "x86_64" in artifact.name
+
+
+def isa_findings(
+    facts: _WheelFacts, member: str, path: Path, *, declarations: tuple[Declaration, ...] = ()
+) -> list[Finding]:
+    """One ELF member's machine code against the level its wheel claims (plain and null:
+    baseline; ``x86_64 :: level :: vN``: vN). See :func:`wheelforge.isa.judge`."""
+    artifact = facts.artifact
+    if artifact.label is None:
+        claim, claimant = BASELINE, "the plain wheel"
+    elif artifact.label == NULL_LABEL:
+        claim, claimant = BASELINE, "the null variant"
+    else:
+        claim, claimant = claimed_level(facts.properties), f"variant {artifact.label!r}"
+    library = audit_elf(path, member=member, declarations=declarations)
+    return [
+        Finding(Severity(problem.severity), artifact.name, "isa", problem.message)
+        for problem in judge(library, claim, claimant)
+    ]
 
 
 def fallback_requirement_findings(facts: _WheelFacts) -> list[Finding]:

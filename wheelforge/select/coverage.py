@@ -1,6 +1,10 @@
 """Coverage: which wheel each of a set of hardware profiles gets from a release, and
 which profiles fall back to ``null``, to the plain wheel, or get nothing. The table a
-release engineer reviews before publishing."""
+release engineer reviews before publishing.
+
+With ``needs`` (the ISA audit, :mod:`wheelforge.isa`), a CPU profile whose wheel's
+machine code needs a newer x86-64 level than the profile's CPU has ``fails``: the wheel
+installs there and dies with SIGILL."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import asdict, dataclass
 from packaging.requirements import Requirement
 from packaging.tags import Tag
 
+from wheelforge.isa import level_name
 from wheelforge.select.install import Interpreter
 from wheelforge.select.machine import Machine
 from wheelforge.select.profiles import Profile
@@ -26,7 +31,7 @@ class CoverageRow:
     version: str | None
     wheel: str | None
     label: str | None
-    outcome: str  # "variant", "null", "plain" or "nothing"
+    outcome: str  # "variant", "null", "plain", "nothing" or "fails" (needs a newer CPU)
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
@@ -41,7 +46,10 @@ def coverage(
     *,
     trusted: frozenset[str] = frozenset(),
     read: Callable[[ProjectFile], bytes] = ProjectFile.read,
+    needs: Callable[[ProjectFile], tuple[int, str]] | None = None,
 ) -> list[CoverageRow]:
+    """``needs``: the x86-64 level a wheel's code needs to run, and why (e.g. "AVX-512F
+    in fill_table (load-time)"); asked only for profiles with an x86-64 level."""
     rows = []
     for profile in profiles:
         machine = Machine(profile.supported(), trusted=trusted)
@@ -57,6 +65,11 @@ def coverage(
             outcome = "null"
         else:
             outcome = "variant"
+        notes = selection.notes
+        if needs is not None and selection.chosen is not None and profile.x86_64_level:
+            failure = _isa_failure(needs, selection.chosen, profile.x86_64_level)
+            if failure is not None:
+                outcome, notes = "fails", (*notes, failure)
         rows.append(
             CoverageRow(
                 profile.name,
@@ -65,10 +78,22 @@ def coverage(
                 selection.chosen.filename if selection.chosen else None,
                 selection.label,
                 outcome,
-                selection.notes,
+                notes,
             )
         )
     return rows
+
+
+def _isa_failure(
+    needs: Callable[[ProjectFile], tuple[int, str]], chosen: ProjectFile, cpu: int
+) -> str | None:
+    level, why = needs(chosen)
+    if level <= cpu:
+        return None
+    return (
+        f"{chosen.filename} needs {level_name(level)} ({why}) but this CPU is "
+        f"{level_name(cpu)}: it installs and dies with SIGILL"
+    )
 
 
 def tags_for(profile: Profile, tags: Sequence[Tag]) -> list[Tag]:
