@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -399,3 +400,37 @@ def test_check_cli_takes_declarations(tmp_path: Path, cli: Cli) -> None:
     code, out, _ = cli("check", dist, "--json", "--isa-dispatched", "libisademo.so:avx2_*")
     assert code == 0
     assert cli("check", dist, "--no-isa")[0] == 0
+
+
+def test_coverage_audits_a_large_wheel_from_a_served_index(tmp_path: Path, cli: Cli) -> None:
+    """A remote wheel is streamed to a file for the audit, whatever its size (here past
+    the 16 MiB metadata cap, which once bounded the download)."""
+    import os
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    library = build_wheel("static-init", tmp_path / "lib")
+    with zipfile.ZipFile(library) as zf:
+        members = {name: zf.read(name) for name in zf.namelist() if "dist-info" not in name}
+    members["isademo/blob.bin"] = os.urandom(20 * 1024 * 1024)  # incompressible
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    build_plain_wheel(dist, "isademo", "1.0", tag="py3-none-linux_x86_64", files=members)
+    # The site holds it anyway (index checks it: --no-isa), as a site of others might.
+    assert cli("index", dist, "--out", tmp_path / "site", "--no-isa")[0] == 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path / "site")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        index = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        _code, out, err = cli("coverage", "isademo", "--index", index, "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    rows = {r["profile"]: r for r in json.loads(out)}
+    assert rows["cpu-x86-64-v3"]["outcome"] == "fails", err
+    assert any("fill_table" in note for note in rows["cpu-x86-64-v3"]["notes"])

@@ -99,7 +99,7 @@ def isa_needs(args: argparse.Namespace) -> Callable[[ProjectFile], tuple[int, st
                 path = Path(urllib.request.url2pathname(url.path))
             else:
                 path = Path(work) / file.filename
-                path.write_bytes(file.read())
+                file.download(path)  # streamed: a wheel may be larger than memory
             result = audit_wheel(path, declarations=declarations)
         return result.required_level, result.reason()
 
