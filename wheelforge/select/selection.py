@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelforge.errors import InvalidInput
-from wheelforge.select.machine import Machine
+from wheelforge.select.machine import Machine, optional_off, without_providers
 from wheelforge.simple_api import ProjectFile
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.ranking import Ranked, Supported, rank
@@ -108,8 +108,9 @@ def select(
         meta_file = variants_files.get(version)
         meta = _read_variants(meta_file, read) if meta_file is not None else None
         supported, notes = machine.for_release(meta)
+        off = optional_off(meta, machine.enabled_optional)
         selection = _select_version(
-            project, version, wheels, meta, meta_file, supported, tag_rank, notes
+            project, version, wheels, meta, meta_file, supported, tag_rank, notes, off
         )
         if selection.chosen is not None:
             return selection
@@ -135,11 +136,14 @@ def _select_version(
     machine: Supported,
     tag_rank: Mapping[Tag, int],
     notes: list[str],
+    off: Sequence[str] = (),
 ) -> Selection:
     by_label: dict[str | None, list[tuple[ProjectFile, WheelFilename]]] = defaultdict(list)
     for wheel, name in wheels:
         by_label[name.label].append((wheel, name))
-    ranked = rank(meta or VariantMetadata(()), machine, plain=None in by_label)
+    ranked = rank(
+        without_providers(meta or VariantMetadata(()), off), machine, plain=None in by_label
+    )
     candidates: list[Candidate] = []
     chosen: tuple[ProjectFile, str | None] | None = None
     for entry in ranked:
@@ -147,7 +151,7 @@ def _select_version(
         for wheel, _ in sorted(by_label.get(entry.label, []),
                                key=lambda w: _best_tag(w[1], tag_rank) or 0):  # fmt: skip
             if not entry.compatible:
-                status = "incompatible: " + _why(entry, meta, machine)
+                status = "incompatible: " + _why(entry, meta, machine, off)
             elif chosen is None:
                 chosen = (wheel, entry.label)
                 status = "chosen"
@@ -228,7 +232,9 @@ def _properties(meta: VariantMetadata | None, label: str | None) -> tuple[str, .
     return tuple(sorted(str(p) for p in meta.variants[label]))
 
 
-def _why(entry: Ranked, meta: VariantMetadata | None, machine: Supported) -> str:
+def _why(
+    entry: Ranked, meta: VariantMetadata | None, machine: Supported, off: Sequence[str] = ()
+) -> str:
     reasons = []
     for namespace, feature in entry.unsupported:
         wanted = sorted(
@@ -237,6 +243,8 @@ def _why(entry: Ranked, meta: VariantMetadata | None, machine: Supported) -> str
         )  # fmt: skip
         have = machine.get(namespace, {}).get(feature, ())
         machine_says = f"machine: {have[0]}{' …' if len(have) > 1 else ''}" if have else "none"
+        if namespace in off:
+            machine_says = f"optional provider, off: --enable-optional {namespace}"
         reasons.append(f"{namespace} :: {feature} :: {'|'.join(wanted)} ({machine_says})")
     return "; ".join(reasons)
 
