@@ -109,6 +109,7 @@ def select(
         meta = _read_variants(meta_file, read) if meta_file is not None else None
         supported, notes = machine.for_release(meta)
         off = optional_off(meta, machine.enabled_optional)
+        notes += _schema_notes(meta, meta_file)
         selection = _select_version(
             project, version, wheels, meta, meta_file, supported, tag_rank, notes, off
         )
@@ -174,6 +175,15 @@ def _select_version(
         meta_file.filename if meta_file else None,
         tuple(notes),
     )
+
+
+def _schema_notes(meta: VariantMetadata | None, file: ProjectFile | None) -> list[str]:
+    if meta is None or file is None or meta.unknown_schema is None:
+        return []
+    return [
+        f"{file.filename}: unknown $schema {meta.unknown_schema!r}; read by its shape "
+        f"({meta.schema.short_name}), as uv 0.13.8 does"
+    ]
 
 
 def _wheels_by_version(
