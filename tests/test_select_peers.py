@@ -6,9 +6,12 @@ ones, as variantlib does; ``check`` warns. docs/selection.md has the table."""
 
 from __future__ import annotations
 
+import io
 import json
 import platform
+import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -259,3 +262,93 @@ def test_tag_warns_on_a_repeated_property_and_writes_it_once(tmp_path: Path, cli
     with zipfile.ZipFile(out.strip()) as zf:
         variant = json.loads(zf.read("demo-1.0.dist-info/variant.json"))
     assert variant["variants"] == {"v3": {"x86_64": {"level": ["v3"]}}}
+
+
+# -- sdists: select ignores them, but says when an installer would build one -------------
+
+
+def sdist(links: Path, version: str) -> Path:
+    """A minimal sdist (setuptools backend; offline, uv cannot build it, which is enough
+    to see that it chose it)."""
+    path = links / f"demo-{version}.tar.gz"
+    files = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: demo\nVersion: {version}\n",
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "demo"\nversion = "{version}"\n',
+    }
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"demo-{version}/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def cu130_only(root: Path) -> Path:
+    """demo 1.0: one CUDA 13.0 variant, no fallback, and an sdist."""
+    variants = {"cu130": ("nvidia :: cuda_version_lower_bound :: 13.0",)}
+    links = build_release(root / "links", "demo", "1.0", variants, work=root / "work",
+                          metadata_extra=META)  # fmt: skip
+    (links / "demo-1.0-py3-none-any.whl").unlink()  # no plain wheel
+    write_variants_json(links)
+    sdist(links, "1.0")
+    return links
+
+
+def test_no_wheel_fits_but_an_sdist_is_there(tmp_path: Path, cli: Cli) -> None:
+    links = cu130_only(tmp_path)
+    selection = choose(links, Machine(DRIVER_128.supported()))
+    assert selection.chosen is None
+    assert selection.sdist is not None and selection.sdist.filename == "demo-1.0.tar.gz"
+    assert selection.notes[-1] == (
+        "no wheel fits, but demo-1.0.tar.gz does: an installer would build it from source "
+        "(uv 0.13.8 does; wheelforge selects wheels only)"
+    )
+    code, out, err = cli("select", "demo", "--find-links", links, "--profile", "t4-driver-525")
+    assert code == 1 and out == ""
+    assert "an installer would build it from source" in err
+    code, out, _ = cli("select", "demo", "--find-links", links, "--profile", "t4-driver-525",
+                       "--json")  # fmt: skip
+    data = json.loads(out)
+    assert code == 1 and data["chosen"] is None and data["sdist"] == "demo-1.0.tar.gz"
+    assert data["sdist_url"].startswith("file://")
+    # where a wheel fits, the sdist of the same version changes nothing
+    fits = choose(links, Machine({"nvidia": {"cuda_version_lower_bound": ["13.0"]}}))
+    assert fits.label == "cu130" and fits.sdist is None
+    assert not any("sdist" in n or ".tar.gz" in n for n in fits.notes)
+
+
+def test_a_newer_version_with_only_an_sdist(tmp_path: Path) -> None:
+    links = cu130_only(tmp_path)
+    sdist(links, "2.0")
+    sdist(links, "3.0rc1")  # a pre-release counts only when asked for
+    selection = choose(links, Machine({"nvidia": {"cuda_version_lower_bound": ["13.0"]}}))
+    assert (selection.version, selection.label) == ("1.0", "cu130")
+    assert selection.sdist is not None and selection.sdist.filename == "demo-2.0.tar.gz"
+    assert selection.notes[-1].startswith(
+        "demo-2.0.tar.gz is newer than 1.0: an installer would build it from source"
+    )
+    assert selection.to_json()["chosen"] == "demo-1.0-py3-none-any-cu130.whl"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_X86_64_LINUX, reason="uv's providers need x86_64 Linux")
+def test_uv_builds_the_sdist_when_no_wheel_fits(tmp_path: Path) -> None:
+    if any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/sys/module/nvidia/version")):
+        pytest.skip("uv would see this machine's real NVIDIA driver")
+    links = cu130_only(tmp_path)
+    env = clean_env(tmp_path, UV_OFFLINE="1", **DRIVER_128.provider_env())
+    uv = str(Path(sys.executable).parent / "uv")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True)
+    result = subprocess.run(
+        [uv, "pip", "install", "-v", "--preview-features", "wheel-variants", "--no-index",
+         "--find-links", str(links), "--python", str(venv), "demo"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    ours = choose(links, Machine(DRIVER_128.supported()))
+    assert ours.sdist is not None
+    assert selected(result.stderr, "demo") == ours.sdist.filename  # it chose the sdist
+    assert "Building demo==1.0" in result.stderr  # and tried to build it (offline: it fails)

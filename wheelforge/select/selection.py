@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
 from wheelforge.errors import InvalidInput
@@ -28,6 +28,7 @@ from wheelforge.variants.ranking import Ranked, Supported, rank
 from wheelforge.wheel.filename import WheelFilename
 
 VARIANTS_SUFFIX = "-variants.json"
+SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Selection:
     candidates: tuple[Candidate, ...] = ()
     variants_file: str | None = None
     notes: tuple[str, ...] = field(default=())
+    sdist: ProjectFile | None = None  # what an installer would build instead (see select)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,8 @@ class Selection:
             "variants_file": self.variants_file,
             "candidates": [c.to_json() for c in self.candidates],
             "notes": list(self.notes),
+            "sdist": self.sdist.filename if self.sdist else None,
+            "sdist_url": self.sdist.url if self.sdist else None,
         }
 
 
@@ -80,6 +84,71 @@ def parse_requirement(text: str) -> Requirement:
 
 
 def select(
+    requirement: Requirement,
+    files: Sequence[ProjectFile],
+    machine: Machine,
+    *,
+    tags: Sequence[Tag],
+    python_version: Version,
+    read: Callable[[ProjectFile], bytes] = ProjectFile.read,
+) -> Selection:
+    """The wheel an installer picks; with a note (and ``Selection.sdist``) where it would
+    build an sdist instead: no wheel fits, or a newer version has only an sdist (uv 0.13.8
+    builds it in both cases; wheelforge selects wheels only)."""
+    selection = _select_wheel(
+        requirement, files, machine, tags=tags, python_version=python_version, read=read
+    )
+    return with_sdist(selection, requirement, files, python_version)
+
+
+def with_sdist(
+    selection: Selection,
+    requirement: Requirement,
+    files: Sequence[ProjectFile],
+    python_version: Version,
+) -> Selection:
+    sdists = _sdists_by_version(files, canonicalize_name(requirement.name), python_version)
+    matching = sorted(
+        (v for v in sdists if requirement.specifier.contains(v, prereleases=True)), reverse=True
+    )
+    if not requirement.specifier.prereleases and any(not v.is_prerelease for v in matching):
+        matching = [v for v in matching if not v.is_prerelease]
+    chosen = Version(selection.version) if selection.chosen and selection.version else None
+    newer = [v for v in matching if chosen is None or v > chosen]
+    if not newer:
+        return selection
+    sdist = sdists[newer[0]]
+    if chosen is None:
+        note = (
+            f"no wheel fits, but {sdist.filename} does: an installer would build it from "
+            "source (uv 0.13.8 does; wheelforge selects wheels only)"
+        )
+    else:
+        note = (
+            f"{sdist.filename} is newer than {selection.version}: an installer would build "
+            "it from source rather than install this wheel (uv 0.13.8 does; wheelforge "
+            "selects wheels only)"
+        )
+    return replace(selection, sdist=sdist, notes=(*selection.notes, note))
+
+
+def _sdists_by_version(
+    files: Sequence[ProjectFile], project: str, python_version: Version
+) -> dict[Version, ProjectFile]:
+    found: dict[Version, ProjectFile] = {}
+    for file in files:
+        if not file.filename.endswith(SDIST_SUFFIXES) or not _fits(file, python_version):
+            continue
+        try:
+            name, version = parse_sdist_filename(file.filename)
+        except (InvalidSdistFilename, InvalidVersion):
+            continue
+        if name == project:
+            found.setdefault(version, file)
+    return found
+
+
+def _select_wheel(
     requirement: Requirement,
     files: Sequence[ProjectFile],
     machine: Machine,
