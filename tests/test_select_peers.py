@@ -314,6 +314,11 @@ def test_no_wheel_fits_but_an_sdist_is_there(tmp_path: Path, cli: Cli) -> None:
     data = json.loads(out)
     assert code == 1 and data["chosen"] is None and data["sdist"] == "demo-1.0.tar.gz"
     assert data["sdist_url"].startswith("file://")
+    code, _, err = cli("install", "demo", "--find-links", links, "--profile", "t4-driver-525")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        "error: demo: no wheel to install on this machine (uv or pip would build demo-1.0.tar.gz)"
+    )
     # where a wheel fits, the sdist of the same version changes nothing
     fits = choose(links, Machine({"nvidia": {"cuda_version_lower_bound": ["13.0"]}}))
     assert fits.label == "cu130" and fits.sdist is None
