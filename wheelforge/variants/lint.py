@@ -1,7 +1,7 @@
 """Metadata that installers accept but whose variants can never be selected, or that
 variantlib refuses: wheelforge reads it as uv 0.13.8 does (``select`` accepts it),
 ``tag`` refuses to write it, and ``check`` warns about it (docs/selection.md,
-"Where wheelforge is looser or stricter than the peers").
+"wheelforge vs variantlib vs uv 0.13.8").
 
 Pure functions: metadata in, one-line problems out.
 """
