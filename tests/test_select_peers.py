@@ -176,14 +176,21 @@ def test_select_reads_them_and_never_picks_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     links = peculiar_release(tmp_path, monkeypatch)
-    for machine in (Machine({}), Machine({}, trusted=frozenset({"acme"}),
-                                         plugins=lambda *_: None)):  # fmt: skip
+
+    def acme_everywhere(namespace: str, _api: str | None) -> dict[str, list[str]] | None:
+        return {"fast": ["on"]} if namespace == "acme" else None  # would support it
+
+    trusting = Machine({}, trusted=frozenset({"acme"}), plugins=acme_everywhere)
+    for machine in (Machine({}), trusting):
         selection = choose(links, machine)
         assert selection.label == "good"
         status = {c.label: c.status for c in selection.candidates}
         assert status["off"].startswith("incompatible: stat :: level :: off")
         assert status["empty"].startswith("incompatible: stat :: empty :: x")
         assert status["plugin"].startswith("incompatible: acme :: fast :: on")
+    # trusted, the malformed plugin-api loads nothing (variantlib refuses such a file)
+    assert any("its plugin-api 'foo:bar:baz' is not 'module:attribute'" in n
+               for n in choose(links, trusting).notes)  # fmt: skip
 
 
 def test_check_warns_about_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

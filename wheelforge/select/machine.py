@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from wheelforge.errors import WheelforgeError
 from wheelforge.select.profiles import with_assumed
+from wheelforge.variants.lint import plugin_api_ok
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import PRESETS, Provider
@@ -149,6 +150,13 @@ class Machine:
                 notes.append(
                     f"{namespace}: provider {what!r} is a third-party plugin; its variants "
                     f"count as unsupported (--trust-provider {namespace} runs it)"
+                )
+                continue
+            if not plugin_api_ok(provider.plugin_api):
+                notes.append(
+                    f"{namespace}: trusted, but its plugin-api {provider.plugin_api!r} is not "
+                    "'module:attribute'; no plugin is loaded and its variants count as "
+                    "unsupported"
                 )
                 continue
             found = self.plugins(namespace, provider.plugin_api)

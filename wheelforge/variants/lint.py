@@ -18,6 +18,11 @@ from wheelforge.variants.properties import VariantProperty
 PLUGIN_API = re.compile(r"[\w.]+(?:\s*:\s*[\w.]+)?")
 
 
+def plugin_api_ok(value: str | None) -> bool:
+    """``None`` (no plugin-api) or ``module`` / ``module:attr``."""
+    return value is None or PLUGIN_API.fullmatch(value) is not None
+
+
 def plugin_api_problems(meta: VariantMetadata) -> list[str]:
     """A ``plugin-api`` that is not ``module`` or ``module:attr`` (e.g. ``foo:bar:baz``):
     variantlib refuses the file; uv treats the provider as an unknown plugin; no plugin
@@ -27,7 +32,7 @@ def plugin_api_problems(meta: VariantMetadata) -> list[str]:
         "'module:attribute'; no plugin can be loaded from it, so its variants are never "
         "selected (variantlib refuses the file)"
         for namespace, provider in meta.providers.items()
-        if provider.plugin_api is not None and not PLUGIN_API.fullmatch(provider.plugin_api)
+        if not plugin_api_ok(provider.plugin_api)
     ]
 
 
