@@ -139,7 +139,8 @@ def _broken(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("$schema", "https://example.com/v9.json", r"x: \$schema: expected one of"),
+        ("$schema", 42, r"x: \$schema: expected a schema URL such as one of"),
+        ("$schema", KeyError, r"x: \$schema: expected a schema URL"),
         (
             "default-priorities/namespace",
             ["nvidia"],

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from wheelforge.fsutil import atomic_path
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
+from wheelforge.variants.lint import outside_static_problems, provider_problems
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.wheel.archive import DEFLATED, Member, ZipWriter, dos_datetime
@@ -91,7 +92,30 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
             f"property namespace {missing[0]!r} is not in the variant config's "
             f"default-priorities.namespace ({', '.join(config.namespace_priorities)})"
         )
+    _refuse_unselectable(config, props)
     return label, replace(config, variants={label: props}, schema=request.schema)
+
+
+def _refuse_unselectable(config: VariantMetadata, props: frozenset[VariantProperty]) -> None:
+    """Refuse what variantlib refuses and what no installer would ever select: a
+    malformed ``plugin-api``, a static feature without values, a property outside its
+    static provider's declared values (``check`` only warns about these in others' files)."""
+    for problem in provider_problems(config):
+        raise InvalidInput(f"variant config: {problem}")
+    for problem in outside_static_problems(config, props):
+        raise InvalidInput(f"{problem} (add it to the provider's static-properties)")
+
+
+def repeated_properties(texts: Sequence[str]) -> list[VariantProperty]:
+    """The properties given more than once (after normalising the spaces around ``::``):
+    the variant holds each once; variantlib refuses the repetition, wheelforge warns."""
+    seen: set[VariantProperty] = set()
+    repeated: list[VariantProperty] = []
+    for prop in (VariantProperty.parse(text) for text in texts):
+        if prop in seen and prop not in repeated:
+            repeated.append(prop)
+        seen.add(prop)
+    return repeated
 
 
 def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:

@@ -519,7 +519,7 @@ def default_build_jobs() -> int:
 
 
 def _cmd_tag(args: argparse.Namespace) -> int:
-    from wheelforge.tag import TagRequest, load_variant_config, tag_wheel
+    from wheelforge.tag import TagRequest, load_variant_config, repeated_properties, tag_wheel
     from wheelforge.variants.config import default_config
     from wheelforge.variants.properties import VariantProperty
 
@@ -528,6 +528,8 @@ def _cmd_tag(args: argparse.Namespace) -> int:
         raise InvalidInput("--null takes no properties: the null variant has none")
     if not args.null and not args.properties:
         raise InvalidInput("expected at least one -p/--property, or --null")
+    for prop in repeated_properties(args.properties):
+        info(f"warning: property '{prop}' given more than once; the variant holds it once")
     request = TagRequest(
         properties=frozenset(VariantProperty.parse(text) for text in args.properties),
         label=args.label,

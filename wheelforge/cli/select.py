@@ -43,6 +43,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     select.add_argument("requirement", metavar="NAME[SPEC]", help="e.g. vecadd or 'vecadd==0.1'")
     _add_source_options(select)
     _add_machine_options(select)
+    _add_optional_option(select)
     select.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
     select.add_argument(
         "--explain", action="store_true", help="a table of every candidate and its fate"
@@ -59,6 +60,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     install.add_argument("requirements", nargs="+", metavar="NAME[SPEC]")
     _add_source_options(install)
     _add_machine_options(install)
+    _add_optional_option(install)
     install.add_argument("--installer", choices=("pip", "uv"), default="pip")
     install.add_argument("--python", metavar="PY", help="the environment's interpreter")
     install.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -75,6 +77,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     _add_remote_options(cov)
     cov.add_argument("--profiles", type=Path, metavar="DIR", help="a directory of *.toml")
     cov.add_argument("--trust-provider", action="append", default=[], metavar="NS")
+    _add_optional_option(cov)
     cov.add_argument("--python", metavar="PY", help="the interpreter whose tags count")
     cov.add_argument(
         "--require-all",
@@ -151,6 +154,20 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_optional_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--enable-optional", action="append", default=[], metavar="NS",
+        help="turn on this namespace's optional provider (\"optional\": true), off by "
+        "default as in uv and variantlib (repeatable; also WHEELFORGE_ENABLE_OPTIONAL=ns,ns)",
+    )  # fmt: skip
+
+
+def _enabled_optional(args: argparse.Namespace) -> frozenset[str]:
+    from wheelforge.select.machine import enabled_optional_from_env
+
+    return frozenset(args.enable_optional) | enabled_optional_from_env()
+
+
 def _assumed(args: argparse.Namespace) -> tuple[Any, ...]:
     from wheelforge.variants.properties import VariantProperty
 
@@ -181,7 +198,7 @@ def _machine(args: argparse.Namespace) -> Machine:
 
     known, _ = _known(args)
     trusted = frozenset(args.trust_provider) | trusted_from_env()
-    return Machine(known, _assumed(args), trusted)
+    return Machine(known, _assumed(args), trusted, enabled_optional=_enabled_optional(args))
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -312,7 +329,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     from wheelforge.cli.isa import isa_needs
 
     rows = coverage(requirement, files, profiles, interpreter(args.python), trusted=trusted,
-                    needs=isa_needs(args))  # fmt: skip
+                    enabled_optional=_enabled_optional(args), needs=isa_needs(args))  # fmt: skip
     if args.json:
         emit_json([row.to_json() for row in rows])
     else:

@@ -46,6 +46,11 @@ from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.repair import classify as classify_library
 from wheelforge.variants.labels import NULL_LABEL
+from wheelforge.variants.lint import (
+    outside_static_problems,
+    provider_problems,
+    unknown_schema_problems,
+)
 from wheelforge.variants.merge import merge_all
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.properties import VariantProperty
@@ -300,6 +305,8 @@ def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
         return
     facts.variant = meta
     facts.properties = frozenset(properties)
+    for problem in unknown_schema_problems(meta) + outside_static_problems(meta, properties):
+        facts.warning("variant.json", f"{inner}: {problem}")
 
 
 def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:
@@ -631,6 +638,7 @@ def _check_set(
         findings += _check_fallback(release, wheels, directory)
         findings += _check_agreement(by_release[release])
         findings += _check_variants_file(release, wheels, variants_files.get(release))
+        findings += _check_providers(wheels, variants_files.get(release))
     findings += _check_manifest(directory, artifacts)
     return findings
 
@@ -762,6 +770,25 @@ def _check_variants_file(
         Finding(Severity.ERROR, name, "variants-file", diff)
         for diff in differences(actual, expected)
     ]
+
+
+def _check_providers(wheels: list[_WheelFacts], variants_file: Artifact | None) -> list[Finding]:
+    """Warnings, once per release, on providers whose variants are never selected and on
+    an unknown ``$schema`` (``variants.lint``): uv installs such a release."""
+    if variants_file is not None:
+        try:
+            meta = loads(variants_file.path.read_bytes(), source=variants_file.name)
+        except InvalidInput:
+            return []  # an error of _check_variants_file
+        where, problems = variants_file.name, unknown_schema_problems(meta)
+    else:
+        labelled = [f.variant for f in wheels if f.variant is not None]
+        if not labelled:
+            return []
+        meta, problems = labelled[0], []
+        where = next(f.artifact.name for f in wheels if f.variant is meta)
+    problems += provider_problems(meta)
+    return [Finding(Severity.WARNING, where, "providers", problem) for problem in problems]
 
 
 def _check_manifest(directory: Path, artifacts: list[Artifact]) -> list[Finding]:

@@ -45,6 +45,7 @@ def coverage(
     target: Interpreter,
     *,
     trusted: frozenset[str] = frozenset(),
+    enabled_optional: frozenset[str] = frozenset(),
     read: Callable[[ProjectFile], bytes] = ProjectFile.read,
     needs: Callable[[ProjectFile], tuple[int, str]] | None = None,
 ) -> list[CoverageRow]:
@@ -52,7 +53,7 @@ def coverage(
     in fill_table (load-time)"); asked only for profiles with an x86-64 level."""
     rows = []
     for profile in profiles:
-        machine = Machine(profile.supported(), trusted=trusted)
+        machine = Machine(profile.supported(), trusted=trusted, enabled_optional=enabled_optional)
         selection = select(
             requirement, files, machine, tags=tags_for(profile, target.tags),
             python_version=target.version, read=read,

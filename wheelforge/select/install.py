@@ -96,7 +96,8 @@ def install(
         raise InvalidInput(f"--installer {installer}: expected one of {', '.join(INSTALLERS)}")
     chosen = selection.chosen
     if chosen is None:
-        raise InvalidInput(f"{selection.project}: no wheel to install on this machine")
+        build = f" (uv or pip would build {selection.sdist.filename})" if selection.sdist else ""
+        raise InvalidInput(f"{selection.project}: no wheel to install on this machine{build}")
     where = f"{selection.project}: the index's file name"
     downloaded = inside(workdir, chosen.filename, where=where)  # a name from the index
     chosen.download(downloaded)

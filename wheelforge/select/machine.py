@@ -7,6 +7,11 @@ namespace's provider exactly as the standard presets do; any other provider is a
 third-party plugin, which means running a package's code at install time, so it runs
 only for ``--trust-provider NS`` (or ``WHEELFORGE_TRUST_PROVIDERS=ns,ns``); otherwise
 that namespace's variants count as unsupported, as the providers spec requires.
+
+A provider marked ``"optional": true`` is off unless enabled with ``--enable-optional NS``
+(or ``WHEELFORGE_ENABLE_OPTIONAL=ns,ns``), whatever its kind: uv 0.13.8 ignores an
+optional provider (plugin, builtin or static) and variantlib skips an optional plugin
+unless asked; while off, its variants count as unsupported.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -22,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from wheelforge.errors import WheelforgeError
 from wheelforge.select.profiles import with_assumed
+from wheelforge.variants.lint import plugin_api_ok
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import PRESETS, Provider
@@ -29,6 +35,7 @@ from wheelforge.variants.ranking import Supported
 
 PLUGIN_GROUP = "variant_plugins"
 TRUST_VARIABLE = "WHEELFORGE_TRUST_PROVIDERS"
+OPTIONAL_VARIABLE = "WHEELFORGE_ENABLE_OPTIONAL"
 
 PluginLoader = Callable[[str, str | None], dict[str, list[str]] | None]
 """``(namespace, the provider's plugin-api or None) -> {feature: [values]}`` or None."""
@@ -68,8 +75,39 @@ def installed_plugin(namespace: str, plugin_api: str | None = None) -> dict[str,
 
 
 def trusted_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
-    value = (env if env is not None else os.environ).get(TRUST_VARIABLE, "")
+    return _namespaces_from_env(TRUST_VARIABLE, env)
+
+
+def enabled_optional_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    return _namespaces_from_env(OPTIONAL_VARIABLE, env)
+
+
+def _namespaces_from_env(variable: str, env: Mapping[str, str] | None) -> frozenset[str]:
+    value = (env if env is not None else os.environ).get(variable, "")
     return frozenset(ns.strip() for ns in value.split(",") if ns.strip())
+
+
+def optional_off(meta: VariantMetadata | None, enabled: frozenset[str]) -> tuple[str, ...]:
+    """The namespaces of ``meta`` whose provider is optional and not enabled."""
+    if meta is None:
+        return ()
+    return tuple(ns for ns, p in meta.providers.items() if p.optional and ns not in enabled)
+
+
+def without_providers(meta: VariantMetadata, namespaces: Sequence[str]) -> VariantMetadata:
+    """``meta`` as the ranking should see it with ``namespaces``' providers off: a static
+    provider that is off adds no properties."""
+    if not namespaces:
+        return meta
+    kept = {ns: p for ns, p in meta.providers.items() if ns not in namespaces}
+    return replace(meta, providers=kept)
+
+
+def optional_note(namespace: str) -> str:
+    return (
+        f"{namespace}: its provider is optional, off by default (as in uv and variantlib); "
+        f"its variants count as unsupported (--enable-optional {namespace} turns it on)"
+    )
 
 
 def is_known_provider(namespace: str, provider: Provider) -> bool:
@@ -92,15 +130,17 @@ class Machine:
     assumed: tuple[VariantProperty, ...] = ()
     trusted: frozenset[str] = frozenset()
     plugins: PluginLoader = field(default=installed_plugin, compare=False)
+    enabled_optional: frozenset[str] = frozenset()  # optional providers turned on
 
     def for_release(self, meta: VariantMetadata | None) -> tuple[Supported, list[str]]:
         """What this machine supports for ``meta``'s providers, and notes on the
         namespaces it cannot judge."""
         supported: dict[str, Mapping[str, Sequence[str]]] = {}
-        notes = []
+        off = optional_off(meta, self.enabled_optional)
+        notes = [optional_note(namespace) for namespace in off]
         for namespace, provider in meta.providers.items() if meta else ():
-            if provider.is_static:
-                continue  # the ranking adds static properties itself
+            if provider.is_static or namespace in off:
+                continue  # the ranking adds static properties itself (if not off)
             if is_known_provider(namespace, provider):
                 if namespace in self.known:
                     supported[namespace] = self.known[namespace]
@@ -110,6 +150,13 @@ class Machine:
                 notes.append(
                     f"{namespace}: provider {what!r} is a third-party plugin; its variants "
                     f"count as unsupported (--trust-provider {namespace} runs it)"
+                )
+                continue
+            if not plugin_api_ok(provider.plugin_api):
+                notes.append(
+                    f"{namespace}: trusted, but its plugin-api {provider.plugin_api!r} is not "
+                    "'module:attribute'; no plugin is loaded and its variants count as "
+                    "unsupported"
                 )
                 continue
             found = self.plugins(namespace, provider.plugin_api)

@@ -11,23 +11,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
 from wheelforge.errors import InvalidInput
-from wheelforge.select.machine import Machine
+from wheelforge.select.machine import Machine, optional_off, without_providers
 from wheelforge.simple_api import ProjectFile
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.ranking import Ranked, Supported, rank
 from wheelforge.wheel.filename import WheelFilename
 
 VARIANTS_SUFFIX = "-variants.json"
+SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Selection:
     candidates: tuple[Candidate, ...] = ()
     variants_file: str | None = None
     notes: tuple[str, ...] = field(default=())
+    sdist: ProjectFile | None = None  # what an installer would build instead (see select)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,8 @@ class Selection:
             "variants_file": self.variants_file,
             "candidates": [c.to_json() for c in self.candidates],
             "notes": list(self.notes),
+            "sdist": self.sdist.filename if self.sdist else None,
+            "sdist_url": self.sdist.url if self.sdist else None,
         }
 
 
@@ -80,6 +84,71 @@ def parse_requirement(text: str) -> Requirement:
 
 
 def select(
+    requirement: Requirement,
+    files: Sequence[ProjectFile],
+    machine: Machine,
+    *,
+    tags: Sequence[Tag],
+    python_version: Version,
+    read: Callable[[ProjectFile], bytes] = ProjectFile.read,
+) -> Selection:
+    """The wheel an installer picks; with a note (and ``Selection.sdist``) where it would
+    build an sdist instead: no wheel fits, or a newer version has only an sdist (uv 0.13.8
+    builds it in both cases; wheelforge selects wheels only)."""
+    selection = _select_wheel(
+        requirement, files, machine, tags=tags, python_version=python_version, read=read
+    )
+    return with_sdist(selection, requirement, files, python_version)
+
+
+def with_sdist(
+    selection: Selection,
+    requirement: Requirement,
+    files: Sequence[ProjectFile],
+    python_version: Version,
+) -> Selection:
+    sdists = _sdists_by_version(files, canonicalize_name(requirement.name), python_version)
+    matching = sorted(
+        (v for v in sdists if requirement.specifier.contains(v, prereleases=True)), reverse=True
+    )
+    if not requirement.specifier.prereleases and any(not v.is_prerelease for v in matching):
+        matching = [v for v in matching if not v.is_prerelease]
+    chosen = Version(selection.version) if selection.chosen and selection.version else None
+    newer = [v for v in matching if chosen is None or v > chosen]
+    if not newer:
+        return selection
+    sdist = sdists[newer[0]]
+    if chosen is None:
+        note = (
+            f"no wheel fits, but {sdist.filename} does: an installer would build it from "
+            "source (uv 0.13.8 does; wheelforge selects wheels only)"
+        )
+    else:
+        note = (
+            f"{sdist.filename} is newer than {selection.version}: an installer would build "
+            "it from source rather than install this wheel (uv 0.13.8 does; wheelforge "
+            "selects wheels only)"
+        )
+    return replace(selection, sdist=sdist, notes=(*selection.notes, note))
+
+
+def _sdists_by_version(
+    files: Sequence[ProjectFile], project: str, python_version: Version
+) -> dict[Version, ProjectFile]:
+    found: dict[Version, ProjectFile] = {}
+    for file in files:
+        if not file.filename.endswith(SDIST_SUFFIXES) or not _fits(file, python_version):
+            continue
+        try:
+            name, version = parse_sdist_filename(file.filename)
+        except (InvalidSdistFilename, InvalidVersion):
+            continue
+        if name == project:
+            found.setdefault(version, file)
+    return found
+
+
+def _select_wheel(
     requirement: Requirement,
     files: Sequence[ProjectFile],
     machine: Machine,
@@ -108,8 +177,10 @@ def select(
         meta_file = variants_files.get(version)
         meta = _read_variants(meta_file, read) if meta_file is not None else None
         supported, notes = machine.for_release(meta)
+        off = optional_off(meta, machine.enabled_optional)
+        notes += _schema_notes(meta, meta_file)
         selection = _select_version(
-            project, version, wheels, meta, meta_file, supported, tag_rank, notes
+            project, version, wheels, meta, meta_file, supported, tag_rank, notes, off
         )
         if selection.chosen is not None:
             return selection
@@ -135,11 +206,14 @@ def _select_version(
     machine: Supported,
     tag_rank: Mapping[Tag, int],
     notes: list[str],
+    off: Sequence[str] = (),
 ) -> Selection:
     by_label: dict[str | None, list[tuple[ProjectFile, WheelFilename]]] = defaultdict(list)
     for wheel, name in wheels:
         by_label[name.label].append((wheel, name))
-    ranked = rank(meta or VariantMetadata(()), machine, plain=None in by_label)
+    ranked = rank(
+        without_providers(meta or VariantMetadata(()), off), machine, plain=None in by_label
+    )
     candidates: list[Candidate] = []
     chosen: tuple[ProjectFile, str | None] | None = None
     for entry in ranked:
@@ -147,7 +221,7 @@ def _select_version(
         for wheel, _ in sorted(by_label.get(entry.label, []),
                                key=lambda w: _best_tag(w[1], tag_rank) or 0):  # fmt: skip
             if not entry.compatible:
-                status = "incompatible: " + _why(entry, meta, machine)
+                status = "incompatible: " + _why(entry, meta, machine, off)
             elif chosen is None:
                 chosen = (wheel, entry.label)
                 status = "chosen"
@@ -170,6 +244,15 @@ def _select_version(
         meta_file.filename if meta_file else None,
         tuple(notes),
     )
+
+
+def _schema_notes(meta: VariantMetadata | None, file: ProjectFile | None) -> list[str]:
+    if meta is None or file is None or meta.unknown_schema is None:
+        return []
+    return [
+        f"{file.filename}: unknown $schema {meta.unknown_schema!r}; read by its shape "
+        f"({meta.schema.short_name}), as uv 0.13.8 does"
+    ]
 
 
 def _wheels_by_version(
@@ -228,7 +311,9 @@ def _properties(meta: VariantMetadata | None, label: str | None) -> tuple[str, .
     return tuple(sorted(str(p) for p in meta.variants[label]))
 
 
-def _why(entry: Ranked, meta: VariantMetadata | None, machine: Supported) -> str:
+def _why(
+    entry: Ranked, meta: VariantMetadata | None, machine: Supported, off: Sequence[str] = ()
+) -> str:
     reasons = []
     for namespace, feature in entry.unsupported:
         wanted = sorted(
@@ -237,6 +322,8 @@ def _why(entry: Ranked, meta: VariantMetadata | None, machine: Supported) -> str
         )  # fmt: skip
         have = machine.get(namespace, {}).get(feature, ())
         machine_says = f"machine: {have[0]}{' …' if len(have) > 1 else ''}" if have else "none"
+        if namespace in off:
+            machine_says = f"optional provider, off: --enable-optional {namespace}"
         reasons.append(f"{namespace} :: {feature} :: {'|'.join(wanted)} ({machine_says})")
     return "; ".join(reasons)
 

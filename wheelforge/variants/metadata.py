@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wheelforge.errors import InvalidInput
@@ -58,6 +58,9 @@ class VariantMetadata:
     feature_priorities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     property_priorities: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     schema: Schema = Schema.PROVIDERS_V0_2_0
+    # A ``$schema`` URL of no known generation, read by its shape (as uv does); written
+    # back as ``schema``'s own URL.
+    unknown_schema: str | None = field(default=None, compare=False)
 
     def single_label(self, source: str) -> str:
         """The one label of a wheel's ``variant.json``."""
@@ -225,9 +228,12 @@ def from_json(data: Any, *, source: str) -> VariantMetadata:
     root = reader.mapping(data, "(top level)")
     url = root.get("$schema")
     schema = _SCHEMA_BY_URL.get(url) if isinstance(url, str) else None
+    unknown = None
     if schema is None:
-        known = ", ".join(sorted(_SCHEMA_BY_URL))
-        raise reader.fail("$schema", f"one of {known}; got {url!r}")
+        if not isinstance(url, str) or not url:
+            known = ", ".join(sorted(_SCHEMA_BY_URL))
+            raise reader.fail("$schema", f"a schema URL such as one of {known}; got {url!r}")
+        schema, unknown = schema_by_shape(root), url
     priorities = reader.mapping(root.get("default-priorities"), "default-priorities")
     namespaces = reader.names(priorities.get("namespace"), "default-priorities.namespace")
     variants = reader.variants(root.get("variants", {}))
@@ -254,7 +260,14 @@ def from_json(data: Any, *, source: str) -> VariantMetadata:
     else:
         meta = _legacy(reader, root, priorities, namespaces, variants)
     _check_namespaces(meta, reader)
-    return meta
+    return replace(meta, unknown_schema=unknown) if unknown else meta
+
+
+def schema_by_shape(root: Mapping[str, Any]) -> Schema:
+    """The generation an unknown ``$schema`` URL's document is read as: by its shape, as
+    uv 0.13.8 does (it logs the URL and parses the providers shape; legacy keys then fail
+    as unknown keys, as they do in uv). Without ``providers``: PEP 825 v0.1.1."""
+    return Schema.PROVIDERS_V0_2_0 if "providers" in root else Schema.PEP825_V0_1_1
 
 
 def _legacy(
