@@ -22,10 +22,13 @@ from wheelforge.formats import read_toml, table_at
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 from wheelforge.fsutil import atomic_path
+from wheelforge.variants.abi_dependency import BUILTIN as ABI_BUILTIN
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
 from wheelforge.variants.properties import VariantProperty
+from wheelforge.variants.providers import Provider
 from wheelforge.wheel.archive import DEFLATED, Member, ZipWriter, dos_datetime
 from wheelforge.wheel.record import (
     RecordEntry,
@@ -84,7 +87,7 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
             f"variant label {label!r} needs at least one property (-p); use --null for the "
             "null variant"
         )
-    config = request.config
+    config = with_abi_dependency(request.config, props)
     missing = sorted({p.namespace for p in props} - set(config.namespace_priorities))
     if missing:
         raise InvalidInput(
@@ -92,6 +95,24 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
             f"default-priorities.namespace ({', '.join(config.namespace_priorities)})"
         )
     return label, replace(config, variants={label: props}, schema=request.schema)
+
+
+def with_abi_dependency(
+    config: VariantMetadata, props: Iterable[VariantProperty]
+) -> VariantMetadata:
+    """The config, for a variant using the reserved ``abi_dependency`` namespace, with
+    that namespace listed last and a ``builtin`` provider entry (unless the config has
+    its own): it needs no config entry, but uv 0.13.8 rejects a whole release whose
+    variants name a namespace that ``default-priorities`` and ``providers`` lack."""
+    if ABI_NAMESPACE not in {p.namespace for p in props}:
+        return config
+    if ABI_NAMESPACE in config.namespace_priorities:
+        return config
+    return replace(
+        config,
+        namespace_priorities=(*config.namespace_priorities, ABI_NAMESPACE),
+        providers={**config.providers, ABI_NAMESPACE: Provider(builtin=ABI_BUILTIN)},
+    )
 
 
 def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:
