@@ -32,7 +32,7 @@ from wheelforge.simple_api import directory_files
 from wheelforge.tag import TagRequest, build_variant_metadata
 from wheelforge.variants import abi_dependency, supported
 from wheelforge.variants.labels import default_label
-from wheelforge.variants.metadata import VariantMetadata, loads
+from wheelforge.variants.metadata import Schema, VariantMetadata, dumps, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import PRESETS, Provider
 from wheelforge.variants.ranking import rank
@@ -157,6 +157,15 @@ def test_tag_lists_the_namespace_last_with_a_builtin_provider() -> None:
     )
     assert "abi_dependency" not in plain.namespace_priorities
     assert "abi_dependency" not in plain.providers
+
+
+@pytest.mark.parametrize("schema", [Schema.LEGACY_V0_0_3, Schema.PEP825_V0_1_1])
+def test_older_schemas_leave_the_reserved_namespace_unlisted(schema: Schema) -> None:
+    props = frozenset(map(VariantProperty.parse, VARIANTS["torch29_cu128"]))
+    _, meta = build_variant_metadata(TagRequest(properties=props, label="t", schema=schema))
+    assert "abi_dependency" not in meta.namespace_priorities
+    assert "abi_dependency" not in meta.providers
+    assert loads(dumps(meta, schema), source="variant.json").variants == {"t": props}
 
 
 def test_a_file_that_does_not_list_the_namespace_is_read(tmp_path: Path) -> None:
@@ -307,6 +316,20 @@ def test_profiles_declare_installed_packages(
     assert got == {"h100": "torch29_cu128", "h100-torch28": "torch28_cu128"}
     (torch28_row,) = [r for r in rows if r.profile == "h100-torch28"]
     assert "abi_dependency: torch 2.8.0+cu128 (profile h100-torch28)" in torch28_row.notes
+
+
+@pytest.mark.slow
+def test_a_profiles_installed_table_replaces_the_target_environment(
+    release: Path, torch29_python: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(abi_dependency.ENV_VARIABLE, raising=False)
+    profile = tmp_path / "a100-torch28.toml"
+    profile.write_text('[nvidia]\ncuda-driver = "12.8"\n[installed]\ntorch = "2.8.0"\n')
+    code, out, err = cli("select", "demo", "--find-links", release, "--python", torch29_python,
+                         "--profile", profile, "--explain")  # fmt: skip
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "demo-1.0-py3-none-any-torch28_cu128.whl"
+    assert "abi_dependency: torch 2.8.0 (profile a100-torch28)" in err
 
 
 @pytest.mark.parametrize(

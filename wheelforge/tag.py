@@ -87,8 +87,11 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
             f"variant label {label!r} needs at least one property (-p); use --null for the "
             "null variant"
         )
-    config = with_abi_dependency(request.config, props)
-    missing = sorted({p.namespace for p in props} - set(config.namespace_priorities))
+    config = request.config
+    if request.schema is Schema.PROVIDERS_V0_2_0:  # the older schemas have no builtin
+        config = with_abi_dependency(config, props)
+    listed = {*config.namespace_priorities, ABI_NAMESPACE}  # reserved: needs no entry
+    missing = sorted({p.namespace for p in props} - listed)
     if missing:
         raise InvalidInput(
             f"property namespace {missing[0]!r} is not in the variant config's "
