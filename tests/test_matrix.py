@@ -299,3 +299,60 @@ def test_a_config_setting_given_as_a_list_repeats_in_order(tmp_path: Path) -> No
         match=r"variants\[0\]\.config-settings\.b\[0\]: expected a string or a list of strings",
     ):
         load_matrix(path)
+
+
+ABI_EXAMPLE = Path(__file__).parent.parent / "matrix" / "abi-example.toml"
+
+
+@pytest.mark.parametrize(
+    ("torch", "driver", "expected"),
+    [
+        ("2.9.1", "13.0", "torch29_cu130"),
+        ("2.9.0+cu128", "12.8", "torch29_cu128"),
+        ("2.8.0", "12.9", "torch28_cu128"),  # same CUDA key as cu128, one key more
+        # abi_dependency ranks last: the better CUDA match wins over the torch match
+        ("2.8.0", "13.0", "cu130"),
+        ("2.7.1", "13.0", "cu130"),  # a torch not built for: the CUDA-only wheel
+        (None, "12.8", "cu128"),
+        ("2.9.1", None, "null"),
+    ],
+)
+def test_the_abi_dependency_example_plans_and_selects(
+    torch: str | None, driver: str | None, expected: str
+) -> None:
+    """matrix/abi-example.toml: a torch axis carried as ``abi_dependency :: torch :: X``
+    beside CUDA properties, which needs no priority entry; tagged as ``build`` would tag
+    it, the release picks the wheel built for the installed torch and the driver."""
+    from wheelforge.tag import TagRequest, build_variant_metadata
+    from wheelforge.variants import abi_dependency, supported
+    from wheelforge.variants.merge import merge_all
+    from wheelforge.variants.ranking import best
+
+    plan = load_matrix(ABI_EXAMPLE)
+    variants = {job.label: job for job in plan.jobs if job.kind == "variant"}
+    assert sorted(variants) == [
+        "cu128", "cu130", "torch28_cu128", "torch29_cu128", "torch29_cu130",
+    ]  # fmt: skip
+    assert "abi_dependency" not in plan.config.namespace_priorities
+    assert variants["torch28_cu128"].requires_dist == ("torch==2.8.*",)
+    assert {str(p) for p in variants["torch29_cu130"].properties} == {
+        "abi_dependency :: torch :: 2.9",
+        "nvidia :: cuda_version_lower_bound :: 13.0",
+    }
+
+    release = merge_all(
+        build_variant_metadata(
+            TagRequest(properties=job.properties, label=job.label, config=plan.config)
+        )
+        for job in plan.jobs
+        if job.kind != "plain"
+    )
+    assert release.namespace_priorities[-1] == "abi_dependency"
+    installed = {"torch": torch} if torch else {}
+    machine = {
+        "nvidia": supported.nvidia(driver),
+        "abi_dependency": abi_dependency.environment(installed, where="test").supported(),
+    }
+    winner = best(release, machine, plain=True)
+    assert winner is not None
+    assert winner.label == expected

@@ -319,7 +319,10 @@ def test_the_shipped_profiles_load() -> None:
         ('[amd]\ngfx-arch = ["942"]\n', "amd.gfx-arch: expected a list of gfx names"),
         ('[aarch64]\nversion = "7a"\n', "aarch64.version: expected one of 9.0a"),
         ('assume = ["x86_64 :: level"]\n', "assume: "),
-        ("gpu = 1\n", "gpu: expected one of aarch64, amd, assume, description, nvidia, x86_64"),
+        (
+            "gpu = 1\n",
+            "gpu: expected one of aarch64, amd, assume, description, installed, nvidia, x86_64",
+        ),
         ("[nvidia\n", "not valid TOML"),
     ],
 )

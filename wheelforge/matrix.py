@@ -22,6 +22,7 @@ import jinja2
 from wheelforge.errors import InvalidInput
 from wheelforge.formats import read_toml, table_at
 from wheelforge.templating import SecurityError, sandboxed
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.metadata import VariantMetadata
@@ -497,7 +498,9 @@ def _job(
             raise check.fail(f"{path}.label", err.message) from None
         if label == NULL_LABEL:
             raise check.fail(f"{path}.label", "'null' is reserved for kind = \"null\"")
-        missing = sorted({p.namespace for p in properties} - set(config.namespace_priorities))
+        # abi_dependency is reserved: it needs no entry ('tag' lists it last)
+        listed = {*config.namespace_priorities, ABI_NAMESPACE}
+        missing = sorted({p.namespace for p in properties} - listed)
         if missing:
             raise check.fail(
                 f"{path}.properties",

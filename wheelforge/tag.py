@@ -22,11 +22,14 @@ from wheelforge.formats import read_toml, table_at
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 from wheelforge.fsutil import atomic_path
+from wheelforge.variants.abi_dependency import BUILTIN as ABI_BUILTIN
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.config import config_from_table, default_config
 from wheelforge.variants.labels import NULL_LABEL, default_label, validate_new_label
 from wheelforge.variants.lint import outside_static_problems, provider_problems
 from wheelforge.variants.metadata import Schema, VariantMetadata, dumps
 from wheelforge.variants.properties import VariantProperty
+from wheelforge.variants.providers import Provider
 from wheelforge.wheel.archive import DEFLATED, Member, ZipWriter, dos_datetime
 from wheelforge.wheel.record import (
     RecordEntry,
@@ -86,7 +89,10 @@ def build_variant_metadata(request: TagRequest) -> tuple[str, VariantMetadata]:
             "null variant"
         )
     config = request.config
-    missing = sorted({p.namespace for p in props} - set(config.namespace_priorities))
+    if request.schema is Schema.PROVIDERS_V0_2_0:  # the older schemas have no builtin
+        config = with_abi_dependency(config, props)
+    listed = {*config.namespace_priorities, ABI_NAMESPACE}  # reserved: needs no entry
+    missing = sorted({p.namespace for p in props} - listed)
     if missing:
         raise InvalidInput(
             f"property namespace {missing[0]!r} is not in the variant config's "
@@ -116,6 +122,24 @@ def repeated_properties(texts: Sequence[str]) -> list[VariantProperty]:
             repeated.append(prop)
         seen.add(prop)
     return repeated
+
+
+def with_abi_dependency(
+    config: VariantMetadata, props: Iterable[VariantProperty]
+) -> VariantMetadata:
+    """The config, for a variant using the reserved ``abi_dependency`` namespace, with
+    that namespace listed last and a ``builtin`` provider entry (unless the config has
+    its own): it needs no config entry, but uv 0.13.8 rejects a whole release whose
+    variants name a namespace that ``default-priorities`` and ``providers`` lack."""
+    if ABI_NAMESPACE not in {p.namespace for p in props}:
+        return config
+    if ABI_NAMESPACE in config.namespace_priorities:
+        return config
+    return replace(
+        config,
+        namespace_priorities=(*config.namespace_priorities, ABI_NAMESPACE),
+        providers={**config.providers, ABI_NAMESPACE: Provider(builtin=ABI_BUILTIN)},
+    )
 
 
 def _parse_requirements(texts: Sequence[str]) -> list[Requirement]:

@@ -193,12 +193,36 @@ def _known(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[str]]], d
     return known, {ns: {"facts": d.facts, "source": d.source} for ns, d in found.items()}
 
 
-def _machine(args: argparse.Namespace) -> Machine:
+def _machine(args: argparse.Namespace, target: Any) -> Machine:
     from wheelforge.select.machine import Machine, trusted_from_env
 
     known, _ = _known(args)
     trusted = frozenset(args.trust_provider) | trusted_from_env()
-    return Machine(known, _assumed(args), trusted, enabled_optional=_enabled_optional(args))
+    return Machine(
+        known,
+        _assumed(args),
+        trusted,
+        enabled_optional=_enabled_optional(args),
+        abi=_abi(args, target),
+    )
+
+
+def _abi(args: argparse.Namespace, target: Any) -> Any:
+    """The packages ``abi_dependency`` is judged against: the profile's ``[installed]``
+    table when it has one, else the target interpreter's environment; with
+    ``VARIANT_ABI_DEPENDENCY`` on top."""
+    import os
+
+    from wheelforge.select.install import abi_environment
+    from wheelforge.variants.abi_dependency import ENV_VARIABLE
+
+    if args.profile:
+        from wheelforge.select.profiles import find_profile
+
+        simulated = find_profile(args.profile).abi_environment(os.environ.get(ENV_VARIABLE))
+        if simulated is not None:
+            return simulated
+    return abi_environment(target)
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -255,7 +279,8 @@ def _selection(
 def _cmd_select(args: argparse.Namespace) -> int:
     from wheelforge.select.install import interpreter
 
-    selection = _selection(args, args.requirement, interpreter(args.python), _machine(args))
+    target = interpreter(args.python)
+    selection = _selection(args, args.requirement, target, _machine(args, target))
     if args.json:
         emit_json(selection.to_json())
         return 0 if selection.chosen else 1
@@ -282,7 +307,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
     from wheelforge.select.install import install, interpreter
 
     target = interpreter(args.python)
-    machine = _machine(args)
+    machine = _machine(args, target)
     results = []
     for requirement in args.requirements:
         selection = _selection(args, requirement, target, machine)
@@ -327,9 +352,12 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     profiles = load_profiles(args.profiles)
     trusted = frozenset(args.trust_provider) | trusted_from_env()
     from wheelforge.cli.isa import isa_needs
+    from wheelforge.select.install import abi_environment
 
-    rows = coverage(requirement, files, profiles, interpreter(args.python), trusted=trusted,
-                    enabled_optional=_enabled_optional(args), needs=isa_needs(args))  # fmt: skip
+    target = interpreter(args.python)
+    rows = coverage(requirement, files, profiles, target, trusted=trusted,
+                    enabled_optional=_enabled_optional(args), needs=isa_needs(args),
+                    abi=abi_environment(target))  # fmt: skip
     if args.json:
         emit_json([row.to_json() for row in rows])
     else:

@@ -45,6 +45,7 @@ from wheelforge.paths import inside
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.repair import classify as classify_library
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.labels import NULL_LABEL
 from wheelforge.variants.lint import (
     outside_static_problems,
@@ -307,6 +308,28 @@ def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
     facts.properties = frozenset(properties)
     for problem in unknown_schema_problems(meta) + outside_static_problems(meta, properties):
         facts.warning("variant.json", f"{inner}: {problem}")
+    for severity, message in abi_dependency_findings(meta):
+        facts.findings.append(Finding(severity, facts.artifact.name, "variant.json", message))
+
+
+def abi_dependency_findings(meta: VariantMetadata) -> list[tuple[Severity, str]]:
+    """The reserved ``abi_dependency`` namespace needs no provider entry, but uv 0.13.8
+    rejects a release whose variants name it without listing it, and never selects it."""
+    if ABI_NAMESPACE not in meta.namespaces_used():
+        return []
+    if ABI_NAMESPACE not in meta.namespace_priorities or ABI_NAMESPACE not in meta.providers:
+        return [(
+            Severity.WARNING,
+            f"uses {ABI_NAMESPACE!r} without listing it in default-priorities.namespace and "
+            "providers: uv 0.13.8 rejects the whole release ('wheelforge tag' lists it last "
+            f"with a builtin provider entry)",
+        )]  # fmt: skip
+    return [(
+        Severity.INFO,
+        f"uses {ABI_NAMESPACE!r}: wheelforge matches it against the target environment's "
+        "packages (as variantlib's resolver does); uv 0.13.8 never selects it "
+        "(docs/selection.md)",
+    )]  # fmt: skip
 
 
 def _check_metadata(facts: _WheelFacts, data: bytes, member: str) -> None:

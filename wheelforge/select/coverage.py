@@ -8,6 +8,7 @@ installs there and dies with SIGILL."""
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +22,8 @@ from wheelforge.select.machine import Machine
 from wheelforge.select.profiles import Profile
 from wheelforge.select.selection import select
 from wheelforge.simple_api import ProjectFile
+from wheelforge.variants.abi_dependency import ENV_VARIABLE
+from wheelforge.variants.abi_dependency import Environment as AbiEnvironment
 from wheelforge.variants.labels import NULL_LABEL
 
 
@@ -48,12 +51,18 @@ def coverage(
     enabled_optional: frozenset[str] = frozenset(),
     read: Callable[[ProjectFile], bytes] = ProjectFile.read,
     needs: Callable[[ProjectFile], tuple[int, str]] | None = None,
+    abi: AbiEnvironment | None = None,
 ) -> list[CoverageRow]:
     """``needs``: the x86-64 level a wheel's code needs to run, and why (e.g. "AVX-512F
-    in fill_table (load-time)"); asked only for profiles with an x86-64 level."""
+    in fill_table (load-time)"); asked only for profiles with an x86-64 level.
+    ``abi``: the target environment's packages for ``abi_dependency``, used for the
+    profiles without an ``[installed]`` table."""
     rows = []
+    env_value = os.environ.get(ENV_VARIABLE)
     for profile in profiles:
-        machine = Machine(profile.supported(), trusted=trusted, enabled_optional=enabled_optional)
+        simulated = profile.abi_environment(env_value)
+        machine = Machine(profile.supported(), trusted=trusted, enabled_optional=enabled_optional,
+                          abi=simulated if simulated is not None else abi)  # fmt: skip
         selection = select(
             requirement, files, machine, tags=tags_for(profile, target.tags),
             python_version=target.version, read=read,

@@ -10,11 +10,13 @@ members: such a wheel is transcoded to deflate locally first (verified, as
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from packaging.version import Version
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.paths import inside
 from wheelforge.select.selection import Selection
+from wheelforge.variants import abi_dependency
+from wheelforge.variants.abi_dependency import Environment as AbiEnvironment
 from wheelforge.wheel.archive import ZSTD
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
@@ -69,6 +73,45 @@ def interpreter(python: str | None = None) -> Interpreter:
         tags += cpython_tags(python_version=short)
     tags += compatible_tags(python_version=short)
     return Interpreter(found, version, tuple(tags))
+
+
+_DISTRIBUTIONS_PROBE = (
+    "import json, importlib.metadata as m; "
+    "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))"
+)
+
+
+def installed_distributions(target: Interpreter) -> dict[str, str]:
+    """``{name: version}`` of every distribution installed in ``target``'s environment
+    (asked through its own ``importlib.metadata``; in-process when ``target`` is this
+    interpreter). The first one found of a name wins, as on ``sys.path``."""
+    if os.path.abspath(target.executable) == os.path.abspath(sys.executable):
+        pairs = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()]
+    else:
+        try:
+            command = [target.executable, "-c", _DISTRIBUTIONS_PROBE]
+            probe = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+            pairs = [tuple(pair) for pair in json.loads(probe.stdout)]
+        except (OSError, subprocess.SubprocessError, ValueError) as err:
+            raise InvalidInput(
+                f"{target.executable}: could not list its installed distributions ({err})"
+            ) from None
+    found: dict[str, str] = {}
+    for name, version in pairs:
+        if isinstance(name, str) and isinstance(version, str):
+            found.setdefault(name, version)
+    return found
+
+
+def abi_environment(target: Interpreter, env: Mapping[str, str] | None = None) -> AbiEnvironment:
+    """What ``abi_dependency`` is judged against: ``target``'s installed distributions,
+    overridden by ``VARIANT_ABI_DEPENDENCY`` (as variantlib does)."""
+    variables = os.environ if env is None else env
+    return abi_dependency.environment(
+        installed_distributions(target),
+        where=f"installed in {target.executable}",
+        env_value=variables.get(abi_dependency.ENV_VARIABLE),
+    )
 
 
 @dataclass(frozen=True)

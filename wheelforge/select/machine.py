@@ -27,6 +27,8 @@ from packaging.utils import canonicalize_name
 
 from wheelforge.errors import WheelforgeError
 from wheelforge.select.profiles import with_assumed
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
+from wheelforge.variants.abi_dependency import Environment as AbiEnvironment
 from wheelforge.variants.lint import plugin_api_ok
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
@@ -131,6 +133,7 @@ class Machine:
     trusted: frozenset[str] = frozenset()
     plugins: PluginLoader = field(default=installed_plugin, compare=False)
     enabled_optional: frozenset[str] = frozenset()  # optional providers turned on
+    abi: AbiEnvironment | None = None  # the target environment's packages (abi_dependency)
 
     def for_release(self, meta: VariantMetadata | None) -> tuple[Supported, list[str]]:
         """What this machine supports for ``meta``'s providers, and notes on the
@@ -139,6 +142,8 @@ class Machine:
         off = optional_off(meta, self.enabled_optional)
         notes = [optional_note(namespace) for namespace in off]
         for namespace, provider in meta.providers.items() if meta else ():
+            if namespace == ABI_NAMESPACE:
+                continue  # reserved: derived from the target environment below
             if provider.is_static or namespace in off:
                 continue  # the ranking adds static properties itself (if not off)
             if is_known_provider(namespace, provider):
@@ -167,4 +172,21 @@ class Machine:
                 )
             else:
                 supported[namespace] = found
+        if meta is not None and ABI_NAMESPACE in meta.namespaces_used():
+            supported[ABI_NAMESPACE], abi_notes = abi_dependency_support(meta, self.abi)
+            notes += abi_notes
         return with_assumed(supported, self.assumed), notes
+
+
+def abi_dependency_support(
+    meta: VariantMetadata, abi: AbiEnvironment | None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """What the target environment supports of the ``abi_dependency`` features that
+    ``meta`` names, and a note per feature saying which version was found where."""
+    if abi is None:
+        return {}, [f"{ABI_NAMESPACE}: no target environment given; its variants count as "
+                    "unsupported"]  # fmt: skip
+    named = sorted({p.feature for props in meta.variants.values() for p in props
+                    if p.namespace == ABI_NAMESPACE})  # fmt: skip
+    notes = [*abi.notes, *(f"{ABI_NAMESPACE}: {abi.describe(f)}" for f in named)]
+    return abi.supported(), notes

@@ -18,6 +18,9 @@ reviewing coverage without that machine::
     [aarch64]
     version = "9.0a"
 
+    [installed]                          # optional: packages in the target environment,
+    torch = "2.9.1"                      # for abi_dependency (instead of the real ones)
+
 A table left out means the machine has none of that (no NVIDIA GPU, not x86_64, ...).
 """
 
@@ -32,7 +35,8 @@ from typing import Any
 
 from wheelforge.errors import InvalidInput
 from wheelforge.formats import read_toml
-from wheelforge.variants import supported
+from wheelforge.variants import abi_dependency, supported
+from wheelforge.variants.abi_dependency import Environment as AbiEnvironment
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.ranking import Supported
 
@@ -40,7 +44,7 @@ _VERSION = re.compile(r"\d+\.\d+")
 _GFX = re.compile(r"gfx[0-9a-f]+")
 _AARCH64 = ("9.0a", "8.5a", "8.4a", "8.3a", "8.2a", "8.1a", "8a")
 _KEYS: Mapping[str, frozenset[str]] = {
-    "": frozenset({"description", "assume", "nvidia", "amd", "x86_64", "aarch64"}),
+    "": frozenset({"description", "assume", "nvidia", "amd", "x86_64", "aarch64", "installed"}),
     "nvidia": frozenset({"cuda-driver", "sm-arch"}),
     "amd": frozenset({"gfx-arch", "rocm-version"}),
     "x86_64": frozenset({"level"}),
@@ -59,6 +63,16 @@ class Profile:
     x86_64_level: int | None = None
     aarch64_version: str | None = None
     assume: tuple[VariantProperty, ...] = ()
+    installed: tuple[tuple[str, str], ...] | None = None  # (name, version); None: not given
+
+    def abi_environment(self, env_value: str | None = None) -> AbiEnvironment | None:
+        """The ``[installed]`` packages as the target environment for ``abi_dependency``
+        (``VARIANT_ABI_DEPENDENCY``'s value on top); ``None`` without that table."""
+        if self.installed is None:
+            return None
+        return abi_dependency.environment(
+            dict(self.installed), where=f"profile {self.name}", env_value=env_value
+        )
 
     def supported(self) -> dict[str, dict[str, list[str]]]:
         machine: dict[str, dict[str, list[str]]] = {}
@@ -145,7 +159,18 @@ def parse_profile(data: Mapping[str, Any], path: Path) -> Profile:
     except InvalidInput as err:
         raise InvalidInput(f"{path}: assume: {err.message}") from None
     return Profile(path.stem, description, cuda_driver, sm_arch, tuple(gfx), rocm, level,
-                   version, assumed)  # fmt: skip
+                   version, assumed, _installed(data, path))  # fmt: skip
+
+
+def _installed(data: Mapping[str, Any], path: Path) -> tuple[tuple[str, str], ...] | None:
+    table = data.get("installed")
+    if table is None:
+        return None
+    if not isinstance(table, Mapping) or not all(
+        isinstance(v, str) and abi_dependency.version_matches(v) for v in table.values()
+    ):
+        raise InvalidInput(f'{path}: installed: expected a table of versions like torch = "2.9.1"')
+    return tuple((str(name), version) for name, version in table.items())
 
 
 def _version(

@@ -23,6 +23,7 @@ from packaging.version import InvalidVersion, Version
 from wheelforge.errors import InvalidInput
 from wheelforge.select.machine import Machine, optional_off, without_providers
 from wheelforge.simple_api import ProjectFile
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.ranking import Ranked, Supported, rank
 from wheelforge.wheel.filename import WheelFilename
@@ -324,6 +325,8 @@ def _why(
         machine_says = f"machine: {have[0]}{' …' if len(have) > 1 else ''}" if have else "none"
         if namespace in off:
             machine_says = f"optional provider, off: --enable-optional {namespace}"
+        elif namespace == ABI_NAMESPACE:  # values 2, 2.9, 2.9.1: show the installed version
+            machine_says = f"installed: {have[-1]}" if have else "not installed"
         reasons.append(f"{namespace} :: {feature} :: {'|'.join(wanted)} ({machine_says})")
     return "; ".join(reasons)
 

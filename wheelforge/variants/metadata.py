@@ -15,6 +15,7 @@ from typing import Any
 
 from wheelforge.errors import InvalidInput
 from wheelforge.formats import parse_json
+from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.labels import NULL_LABEL, validate_label
 from wheelforge.variants.properties import (
     NAME_PATTERN,
@@ -323,7 +324,8 @@ def _legacy(
 
 
 def _check_namespaces(meta: VariantMetadata, reader: _Reader) -> None:
-    missing = sorted(meta.namespaces_used() - set(meta.namespace_priorities))
+    # abi_dependency is reserved: the installer provides it, listed or not.
+    missing = sorted(meta.namespaces_used() - set(meta.namespace_priorities) - {ABI_NAMESPACE})
     if missing:
         raise reader.fail(
             "default-priorities.namespace", f"to list every namespace used; missing {missing[0]!r}"

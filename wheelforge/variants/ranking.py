@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from wheelforge.variants.abi_dependency import namespace_order
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 
@@ -91,7 +92,7 @@ def rank(
     """
     support = with_static_providers(meta, supported)
     candidates = [
-        evaluate(label, props, meta.namespace_priorities, support)
+        evaluate(label, props, namespace_order(meta.namespace_priorities), support)
         for label, props in meta.variants.items()
     ]
     if plain:
