@@ -9,6 +9,7 @@ as a strict xfail, so the mark must go when the disagreement is fixed.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from wheelforge.errors import InvalidInput
 from wheelforge.select.selection import VARIANTS_SUFFIX
 from wheelforge.variants.labels import default_label, validate_label
 from wheelforge.variants.merge import MergeConflict, merge, merge_all
-from wheelforge.variants.metadata import VariantMetadata, from_json, loads
+from wheelforge.variants.metadata import Schema, VariantMetadata, from_json, loads
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import Provider
 from wheelforge.variants.ranking import rank
@@ -30,7 +31,16 @@ from wheelforge.wheel.wheelfile import Wheel
 CORPUS = Path(__file__).parent / "conformance"
 ARTIFACTS = CORPUS / "artifacts"
 SOURCES: dict[str, dict[str, str]] = json.loads((CORPUS / "sources.json").read_text())
-KINDS = ("properties", "labels", "filenames", "metadata", "ranking", "merge")
+KINDS = (
+    "properties",
+    "labels",
+    "filenames",
+    "metadata",
+    "ranking",
+    "merge",
+    "abi_dependency",
+    "optional",
+)
 
 Case = dict[str, Any]
 
@@ -217,6 +227,8 @@ def test_metadata(case: Case) -> None:
     source = case["id"]
     if "artifact" in case:
         text = (ARTIFACTS / case["artifact"]).read_text()
+    elif "text" in case:
+        text = case["text"]
     else:
         text = json.dumps(case["document"])
     if not case["valid"]:
@@ -231,9 +243,20 @@ def test_metadata(case: Case) -> None:
 
 @pytest.mark.parametrize("case", _params("ranking"))
 def test_ranking(case: Case) -> None:
+    providers = {
+        ns: from_json(
+            {
+                "$schema": Schema.PROVIDERS_V0_2_0.value,
+                "default-priorities": {"namespace": [ns]},
+                "providers": {ns: entry},
+            },
+            source=case["id"],
+        ).providers[ns]
+        for ns, entry in case.get("static", {}).items()
+    }
     meta = VariantMetadata(
         tuple(case["namespaces"]),
-        {},
+        providers,
         {label: _props(texts) for label, texts in case["variants"].items()},
         feature_priorities={ns: tuple(f) for ns, f in case.get("feature_priorities", {}).items()},
         property_priorities={
@@ -284,3 +307,34 @@ def test_merge(case: Case) -> None:
     merged = merge(a, b)
     assert {k: _strs(v) for k, v in merged.variants.items()} == case["expected_variants"]
     assert merge(merged, merged) == merged
+
+
+# -- abi_dependency (issue 14: being added) ------------------------------------------
+
+
+@pytest.mark.parametrize("case", _params("abi_dependency"))
+def test_abi_dependency(case: Case) -> None:
+    abi = importlib.import_module("wheelforge.variants.abi_dependency")
+    env = abi.environment(case["installed"], where="corpus", env_value=case["env"])
+    supported = env.supported()
+    pairs = sorted([feature, value] for feature, values in supported.items() for value in values)
+    assert pairs == case["expected"]
+    assert list(abi.namespace_order(case["namespaces_in"])) == case["namespaces_out"]
+
+
+# -- optional providers (issue 14 item 1: being fixed) -------------------------------
+
+
+@pytest.mark.parametrize("case", _params("optional"))
+def test_optional_provider(case: Case) -> None:
+    machine = importlib.import_module("wheelforge.select.machine")
+    meta = from_json(
+        {
+            "$schema": Schema.PROVIDERS_V0_2_0.value,
+            "default-priorities": {"namespace": case["namespaces"]},
+            "providers": case["providers"],
+        },
+        source=case["id"],
+    )
+    off = machine.optional_off(meta, frozenset(case["enabled"]))
+    assert list(off) == case["expected_off"]
