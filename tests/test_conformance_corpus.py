@@ -40,6 +40,7 @@ KINDS = (
     "merge",
     "abi_dependency",
     "optional",
+    "plugin_reference",
 )
 
 Case = dict[str, Any]
@@ -338,3 +339,13 @@ def test_optional_provider(case: Case) -> None:
     )
     off = machine.optional_off(meta, frozenset(case["enabled"]))
     assert list(off) == case["expected_off"]
+
+
+# -- plugin references (issue 14 item 4: being fixed) --------------------------------
+
+
+@pytest.mark.parametrize("case", _params("plugin_reference"))
+def test_plugin_reference(case: Case) -> None:
+    plugins = importlib.import_module("wheelforge.select.plugins")
+    provider = Provider(requires=tuple(case["requires"]), plugin_api=case["plugin_api"])
+    assert plugins.plugin_reference(provider) == case["expected"]
