@@ -236,7 +236,16 @@ def test_metadata(case: Case) -> None:
         with pytest.raises(InvalidInput):
             loads(text, source=source)
         return
-    _check_expected(loads(text, source=source), case.get("expected", {}))
+    meta = loads(text, source=source)
+    _check_expected(meta, case.get("expected", {}))
+    if "variant_count" in case:
+        assert len(meta.variants) == case["variant_count"]
+    if "single_label" in case:  # read as one wheel's variant.json
+        if case["single_label"] is None:
+            with pytest.raises(InvalidInput):
+                meta.single_label(source)
+        else:
+            assert meta.single_label(source) == case["single_label"]
 
 
 # -- ranking -------------------------------------------------------------------------
