@@ -313,6 +313,20 @@ def _legacy(
             else None
         )
         providers[namespace] = reader.legacy_provider(entry, f"providers.{namespace}", static_props)
+    # As variantlib 0.0.3 (VariantInfo): one provider per listed namespace, and static
+    # properties exactly for the install-time false providers.
+    if set(providers) != set(namespaces):
+        raise reader.fail(
+            "providers",
+            f"one entry per namespace of default-priorities.namespace "
+            f"({', '.join(namespaces)}); got {', '.join(providers) or 'none'}",
+        )
+    extra = sorted(ns for ns in static if ns not in providers or not providers[ns].is_static)
+    if extra:
+        raise reader.fail(
+            f"static-properties.{extra[0]}",
+            "static properties only for a provider with install-time false",
+        )
     return VariantMetadata(
         namespaces,
         providers,
