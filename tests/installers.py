@@ -18,7 +18,7 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "UV_", "PIP_"))
+        if not k.startswith(("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "TPU_VARIANT_PROVIDER_", "UV_", "PIP_"))
         and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
     }
     env.update(

@@ -319,7 +319,7 @@ def test_the_shipped_profiles_load() -> None:
         ('[amd]\ngfx-arch = ["942"]\n', "amd.gfx-arch: expected a list of gfx names"),
         ('[aarch64]\nversion = "7a"\n', "aarch64.version: expected one of 9.0a"),
         ('assume = ["x86_64 :: level"]\n', "assume: "),
-        ("gpu = 1\n", "gpu: expected one of aarch64, amd, assume, description, nvidia, x86_64"),
+        ("gpu = 1\n", "gpu: expected one of aarch64, amd, assume, description, nvidia, tpu, x86_64"),
         ("[nvidia\n", "not valid TOML"),
     ],
 )
@@ -353,7 +353,7 @@ def test_assume_puts_a_property_first(tmp_path: Path, cli: Cli) -> None:
 def test_detect_shows_this_machine_and_profiles(cli: Cli) -> None:
     code, out, _ = cli("detect", "--json")
     report = json.loads(out)
-    assert code == 0 and set(report) == {"nvidia", "amd", "x86_64", "aarch64"}
+    assert code == 0 and set(report) == {"nvidia", "amd", "tpu", "x86_64", "aarch64"}
     if Path("/proc/cpuinfo").read_text().count("flags"):
         assert report["x86_64"]["features"]["level"][-1] == "v1"
         assert report["x86_64"]["source"] == "/proc/cpuinfo"
