@@ -223,11 +223,16 @@ def test_trust_from_the_environment(tmp_path: Path, acme_plugin: Path, cli: Cli,
     assert out.strip() == "demo-1.0-py3-none-any-fast.whl" and acme_plugin.exists()
 
 
-def test_trusted_but_not_installed(tmp_path: Path, cli: Cli) -> None:
+def test_trusted_but_not_installed(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHEELFORGE_CACHE_DIR", str(tmp_path / "cache"))
     links = wheel_set(tmp_path, labels=("fast", "null"))
     _code, out, err = cli("select", "demo", "--find-links", links, "--trust-provider", "acme")
     assert out.strip() == "demo-1.0-py3-none-any-null.whl"
-    assert "acme: trusted, but no installed plugin (entry-point group variant_plugins)" in err
+    # not installed here, and not among the release's find-links either
+    assert "acme: installing acme-variant-provider into an isolated environment failed" in err
+    assert "its variants count as unsupported" in err
 
 
 def install_plugin(site: Path, dist: str, module: str, source: str, entry: str) -> None:
@@ -319,7 +324,10 @@ def test_the_shipped_profiles_load() -> None:
         ('[amd]\ngfx-arch = ["942"]\n', "amd.gfx-arch: expected a list of gfx names"),
         ('[aarch64]\nversion = "7a"\n', "aarch64.version: expected one of 9.0a"),
         ('assume = ["x86_64 :: level"]\n', "assume: "),
-        ("gpu = 1\n", "gpu: expected one of aarch64, amd, assume, description, nvidia, tpu, x86_64"),
+        (
+            "gpu = 1\n",
+            "gpu: expected one of aarch64, amd, assume, description, nvidia, tpu, x86_64",
+        ),
         ("[nvidia\n", "not valid TOML"),
     ],
 )

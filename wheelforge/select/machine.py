@@ -6,65 +6,30 @@ As in uv, a namespace's detection applies only when the release declares that
 namespace's provider exactly as the standard presets do; any other provider is a
 third-party plugin, which means running a package's code at install time, so it runs
 only for ``--trust-provider NS`` (or ``WHEELFORGE_TRUST_PROVIDERS=ns,ns``); otherwise
-that namespace's variants count as unsupported, as the providers spec requires.
+that namespace's variants count as unsupported, as the providers spec requires. A trusted
+plugin runs out of process (:mod:`wheelforge.select.plugins`), never imported here.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelforge.errors import WheelforgeError
+from wheelforge.select.plugins import PLUGIN_GROUP, PluginFailed, TrustedPlugins
 from wheelforge.select.profiles import with_assumed
 from wheelforge.variants.metadata import VariantMetadata
 from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import PRESETS, Provider
 from wheelforge.variants.ranking import Supported
 
-PLUGIN_GROUP = "variant_plugins"
 TRUST_VARIABLE = "WHEELFORGE_TRUST_PROVIDERS"
 
-PluginLoader = Callable[[str, str | None], dict[str, list[str]] | None]
-"""``(namespace, the provider's plugin-api or None) -> {feature: [values]}`` or None."""
-
-
-def _object_path(value: str) -> str:
-    """An entry point's or a ``plugin-api``'s ``module:attr`` without spaces, so that
-    ``pkg.mod : Obj`` and ``pkg.mod:Obj`` compare equal."""
-    return "".join(value.split())
-
-
-def installed_plugin(namespace: str, plugin_api: str | None = None) -> dict[str, list[str]] | None:
-    """Run the installed plugin for ``namespace`` (entry-point group ``variant_plugins``):
-    its ``get_supported_configs()`` as ``{feature: [values, best first]}``.
-
-    Only an entry point named ``namespace``, or whose object is the provider's declared
-    ``plugin-api``, is imported: a plugin for any other namespace is never loaded, since
-    loading it runs its code."""
-    wanted = _object_path(plugin_api) if plugin_api else None
-    for entry in entry_points(group=PLUGIN_GROUP):
-        if entry.name != namespace and (wanted is None or _object_path(entry.value) != wanted):
-            continue
-        try:
-            plugin = entry.load()
-            if inspect.isclass(plugin):
-                plugin = plugin()
-        except Exception as err:  # a broken plugin is the user's to know about
-            raise WheelforgeError(f"variant plugin {entry.value}: failed to load ({err})") from err
-        if getattr(plugin, "namespace", None) != namespace:
-            continue
-        try:
-            configs = plugin.get_supported_configs()
-        except TypeError:  # older plugin API: known properties as an argument
-            configs = plugin.get_supported_configs(None)
-        return {str(c.name): [str(v) for v in c.values] for c in configs}
-    return None
+PluginLoader = Callable[[str, Provider], dict[str, list[str]] | None]
+"""``(namespace, its provider) -> {feature: [values]}``, or None where no plugin is found."""
 
 
 def trusted_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
@@ -91,7 +56,7 @@ class Machine:
     known: Supported  # the namespaces wheelforge detects itself (or a profile describes)
     assumed: tuple[VariantProperty, ...] = ()
     trusted: frozenset[str] = frozenset()
-    plugins: PluginLoader = field(default=installed_plugin, compare=False)
+    plugins: PluginLoader = field(default_factory=TrustedPlugins, compare=False)
 
     def for_release(self, meta: VariantMetadata | None) -> tuple[Supported, list[str]]:
         """What this machine supports for ``meta``'s providers, and notes on the
@@ -112,11 +77,17 @@ class Machine:
                     f"count as unsupported (--trust-provider {namespace} runs it)"
                 )
                 continue
-            found = self.plugins(namespace, provider.plugin_api)
+            try:
+                found = self.plugins(namespace, provider)
+            except PluginFailed as err:
+                notes.append(f"{namespace}: {err.message}; its variants count as unsupported")
+                continue
             if found is None:
                 notes.append(
                     f"{namespace}: trusted, but no installed plugin (entry-point group "
-                    f"{PLUGIN_GROUP}) is named for this namespace or its plugin-api"
+                    f"{PLUGIN_GROUP}) is named for this namespace or its plugin-api, its "
+                    "module is not importable here, and there is no index or find-links "
+                    "to install its requires from"
                 )
             else:
                 supported[namespace] = found
