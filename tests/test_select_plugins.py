@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -68,7 +68,7 @@ def plugin_wheel(links: Path, work: Path, dist: str, module: str, body: str) -> 
     return wheel.rename(links / wheel.name)
 
 
-def release(root: Path, provider: dict[str, object]) -> Path:
+def release(root: Path, provider: Mapping[str, object]) -> Path:
     links = root / "links"
     config = config_from_table(
         {"default-priorities": {"namespace": ["acme", "x86_64"]}, "providers": {"acme": provider}},
@@ -208,3 +208,12 @@ def test_nothing_to_install_from_means_no_plugin(tmp_path: Path) -> None:
     assert Sources("https://example.invalid/simple", ("/d",)).uv_args() == [
         "--index-url", "https://example.invalid/simple", "--find-links", "/d",
     ]  # fmt: skip
+
+
+def test_requires_that_are_not_requirements_never_reach_uv(tmp_path: Path) -> None:
+    for bad in ("--index-url=https://example.invalid/simple", "-e .", "acme; ; bad"):
+        with pytest.raises(PluginFailed, match="not a PEP 508 requirement"):
+            TrustedPlugins(Sources(None, (str(tmp_path),)), cache=tmp_path / "c")(
+                "acme", Provider(requires=(bad,), plugin_api="acme_mod:P")
+            )
+    assert not (tmp_path / "c").exists()

@@ -240,7 +240,13 @@ def _uv() -> str:
 def isolated_env(
     requires: Sequence[str], sources: Sources, cache: Path, *, python: str = sys.executable
 ) -> Path:
-    """The Python of a cached venv holding ``requires`` (made with uv on first use)."""
+    """The Python of a cached venv holding ``requires`` (made with uv on first use).
+    Each entry must be a PEP 508 requirement, so none can pass as an option to uv."""
+    for entry in requires:
+        try:
+            Requirement(entry)
+        except InvalidRequirement:
+            raise PluginFailed(f"requires {entry!r}: not a PEP 508 requirement") from None
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     target = cache / env_key(requires, f"{python} {version}", sources)
     interpreter = target / "bin" / "python"
