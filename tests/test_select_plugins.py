@@ -10,6 +10,7 @@ installed nor imported (its import writes a side-effect file, and no venv appear
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -125,7 +126,7 @@ def test_plugin_from_its_requires_name(tmp_path: Path, imported: Path, cli: Cli)
     assert list(venv.glob("lib/python*/site-packages/acme_variant_provider.py"))
     (line,) = imported.read_text().splitlines()
     name, pid = line.split()
-    assert name == "acme_variant_provider" and int(pid) != __import__("os").getpid()
+    assert name == "acme_variant_provider" and int(pid) != os.getpid()
     assert "acme_variant_provider" not in sys.modules
 
     # the venv is cached: a second run reuses it
@@ -144,6 +145,27 @@ def test_plugin_from_an_explicit_plugin_api(tmp_path: Path, imported: Path, cli:
     assert label == "fast", err  # "on" is the plugin's best value
     assert imported.read_text().startswith("acme_tools_plugin ")
     assert "acme_tools_plugin" not in sys.modules
+
+
+def test_an_importable_plugin_runs_here_out_of_process(
+    tmp_path: Path, imported: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Installed in this environment (on sys.path, no entry point, no dist-info): found
+    # from the requires name, run by a child of this Python; nothing is installed.
+    links = release(tmp_path, {"requires": ["acme-variant-provider"]})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_variant_provider.py").write_text(PLUGIN_MODULE.format(body=MODULE_PLUGIN))
+    monkeypatch.syspath_prepend(str(site))
+    label, _ = select(cli, links)
+    assert label == "null" and not imported.exists()
+    label, err = select(cli, links, "--trust-provider", "acme")
+    assert label == "fast", err
+    (line,) = imported.read_text().splitlines()
+    assert line.split()[0] == "acme_variant_provider"
+    assert int(line.split()[1]) != os.getpid()
+    assert "acme_variant_provider" not in sys.modules
+    assert venvs(tmp_path) == []
 
 
 def test_plugin_reference_as_variantlib_finds_it() -> None:
