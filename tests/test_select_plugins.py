@@ -178,6 +178,24 @@ def test_plugin_reference_as_variantlib_finds_it() -> None:
     assert plugin_reference(Provider(static_properties=(("f", ("v",)),))) is None
 
 
+@pytest.mark.parametrize(
+    ("requires", "plugin_api"),
+    [
+        ("acme-variant-provider >= 1", None),
+        ("Acme.Tools[extra]>=2", None),
+        ("x", " a.b : C.d "),
+        ("x", "a_b"),
+    ],
+)
+def test_plugin_reference_agrees_with_variantlib(requires: str, plugin_api: str | None) -> None:
+    from variantlib.models.variant_info import ProviderInfo  # type: ignore[import-untyped]
+
+    theirs = ProviderInfo(requires=[requires], plugin_api=plugin_api).object_reference
+    module, _, attr = "".join(theirs.split()).partition(":")
+    expected = f"{module}:{attr}" if attr else module  # variantlib's normalised form
+    assert plugin_reference(Provider(requires=(requires,), plugin_api=plugin_api)) == expected
+
+
 def test_local_lookup_never_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = tmp_path / "site" / "sneaky_pkg"
     package.mkdir(parents=True)
