@@ -201,6 +201,8 @@ def run_plugin(
         finally:
             timer.cancel()
             process.stdout.close()
+            if not reader.is_alive():
+                process.stderr.close()
     message = tail.decode(errors="replace").strip()
     where = f"variant plugin {reference} (namespace {namespace})"
     if len(stdout) > limit:
