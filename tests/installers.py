@@ -14,12 +14,16 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+# the providers' override variables (simulated hardware), uv's and pip's settings
+_NOT_INHERITED = ("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "TPU_VARIANT_PROVIDER_",
+                  "UV_", "PIP_")  # fmt: skip
+
+
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NV_VARIANT_PROVIDER_", "AMD_VARIANT_PROVIDER_", "UV_", "PIP_"))
-        and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
+        if not k.startswith(_NOT_INHERITED) and k not in {"VIRTUAL_ENV", "PYTHONPATH"}
     }
     env.update(
         PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",

@@ -23,6 +23,7 @@ from wheelforge.select.detect import (
     detect,
     detect_amd,
     detect_nvidia,
+    detect_tpu,
     model_sm,
     query_nvml,
     run_tool,
@@ -139,7 +140,7 @@ def test_every_fixture_machine_is_tested() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_fixture_machine(name: str) -> None:
     found = detect(machine(name))
-    assert list(found) == ["nvidia", "amd", "x86_64", "aarch64"]
+    assert list(found) == ["nvidia", "amd", "tpu", "x86_64", "aarch64"]
     for namespace, (features, facts, source) in EXPECTED[name].items():
         detection = found[namespace]
         assert detection.namespace == namespace
@@ -170,7 +171,9 @@ def test_cpu_model_is_a_fact() -> None:
 def test_nothing_found_without_any_file(tmp_path: Path) -> None:
     found = detect(empty_machine(tmp_path, {}))
     assert {ns: (d.features, d.facts, d.source) for ns, d in found.items()} == {
-        ns: ({}, {}, NONE_FOUND) for ns in ("nvidia", "amd", "x86_64", "aarch64")
+        **{ns: ({}, {}, NONE_FOUND) for ns in ("nvidia", "amd", "x86_64", "aarch64")},
+        # uv's tpu provider answers either way: no TPU is ``tpu :: present :: false``
+        "tpu": ({"present": ["false"]}, {"present": "false"}, "/sys/bus/pci/devices"),
     }
 
 
@@ -500,3 +503,43 @@ def test_real_machine(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.skipif(Path("/proc/driver/nvidia").exists(), reason="an NVIDIA driver is present")
 def test_query_nvml_without_nvidia_driver() -> None:
     assert query_nvml() is None
+
+
+# TPU: uv 0.13.8's tpu provider (tests/test_select_tpu_uv.py runs uv itself)
+
+
+def _pci_device(root: Path, address: str, vendor: str, device: str) -> None:
+    directory = root / "sys/bus/pci/devices" / address
+    directory.mkdir(parents=True)
+    (directory / "vendor").write_text(vendor + "\n")
+    (directory / "device").write_text(device + "\n")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "Yes"])
+def test_tpu_override_forces_present(tmp_path: Path, value: str) -> None:
+    found = detect_tpu(empty_machine(tmp_path, {"TPU_VARIANT_PROVIDER_FORCE_PRESENT": value}))
+    assert found.features == {"present": ["true"]} == supported.tpu(True)
+    assert found.source == "TPU_VARIANT_PROVIDER_FORCE_PRESENT"
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no", "on", "y", " 1", "2"])
+def test_tpu_override_other_values_mean_nothing(tmp_path: Path, value: str) -> None:
+    # uv takes only 1/true/yes (any case); with no TPU on the bus: present :: false
+    found = detect_tpu(empty_machine(tmp_path, {"TPU_VARIANT_PROVIDER_FORCE_PRESENT": value}))
+    assert (found.features, found.source) == ({"present": ["false"]}, "/sys/bus/pci/devices")
+
+
+def test_tpu_found_on_the_pci_bus(tmp_path: Path) -> None:
+    _pci_device(tmp_path, "0000:00:04.0", "0x1ae0", "0x0062")  # a Google TPU
+    _pci_device(tmp_path, "0000:00:05.0", "0x1ae0", "0x0042")  # Google, not a TPU
+    _pci_device(tmp_path, "0000:00:06.0", "0x10de", "0x2330")  # an NVIDIA H100
+    found = detect_tpu(empty_machine(tmp_path, {}))
+    assert found.features == {"present": ["true"]}
+    assert found.facts == {"present": "true", "pci": "0000:00:04.0"}
+    assert found.source == "/sys/bus/pci/devices"
+
+
+def test_no_tpu_among_other_pci_devices(tmp_path: Path) -> None:
+    _pci_device(tmp_path, "0000:00:05.0", "0x1ae0", "0x0042")
+    _pci_device(tmp_path, "0000:00:06.0", "0x10de", "garbage")
+    assert detect_tpu(empty_machine(tmp_path, {})).features == {"present": ["false"]}

@@ -223,11 +223,16 @@ def test_trust_from_the_environment(tmp_path: Path, acme_plugin: Path, cli: Cli,
     assert out.strip() == "demo-1.0-py3-none-any-fast.whl" and acme_plugin.exists()
 
 
-def test_trusted_but_not_installed(tmp_path: Path, cli: Cli) -> None:
+def test_trusted_but_not_installed(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WHEELFORGE_CACHE_DIR", str(tmp_path / "cache"))
     links = wheel_set(tmp_path, labels=("fast", "null"))
     _code, out, err = cli("select", "demo", "--find-links", links, "--trust-provider", "acme")
     assert out.strip() == "demo-1.0-py3-none-any-null.whl"
-    assert "acme: trusted, but no installed plugin (entry-point group variant_plugins)" in err
+    # not installed here, and not among the release's find-links either
+    assert "acme: installing acme-variant-provider into an isolated environment failed" in err
+    assert "its variants count as unsupported" in err
 
 
 def install_plugin(site: Path, dist: str, module: str, source: str, entry: str) -> None:
@@ -321,7 +326,7 @@ def test_the_shipped_profiles_load() -> None:
         ('assume = ["x86_64 :: level"]\n', "assume: "),
         (
             "gpu = 1\n",
-            "gpu: expected one of aarch64, amd, assume, description, installed, nvidia, x86_64",
+            "gpu: expected one of aarch64, amd, assume, description, installed, nvidia, tpu, x86_64",
         ),
         ("[nvidia\n", "not valid TOML"),
     ],
@@ -356,7 +361,7 @@ def test_assume_puts_a_property_first(tmp_path: Path, cli: Cli) -> None:
 def test_detect_shows_this_machine_and_profiles(cli: Cli) -> None:
     code, out, _ = cli("detect", "--json")
     report = json.loads(out)
-    assert code == 0 and set(report) == {"nvidia", "amd", "x86_64", "aarch64"}
+    assert code == 0 and set(report) == {"nvidia", "amd", "tpu", "x86_64", "aarch64"}
     if Path("/proc/cpuinfo").read_text().count("flags"):
         assert report["x86_64"]["features"]["level"][-1] == "v1"
         assert report["x86_64"]["source"] == "/proc/cpuinfo"

@@ -186,7 +186,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         yield Index(url, meta, root / "uv-cache")
 
 
-def acme_plugin(namespace: str, _plugin_api: str | None = None) -> dict[str, list[str]] | None:
+def acme_plugin(namespace: str, _provider: Provider | None = None) -> dict[str, list[str]] | None:
     """A stand-in for an installed ``acme`` plugin, run only when trusted."""
     return {"fast": ["on"]} if namespace == ACME else None
 

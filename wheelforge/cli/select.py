@@ -149,8 +149,9 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--trust-provider", action="append", default=[], metavar="NS",
-        help="run the installed third-party provider plugin for this namespace "
-        "(repeatable; also WHEELFORGE_TRUST_PROVIDERS=ns,ns)",
+        help="run the third-party provider plugin for this namespace, out of process: "
+        "installed here, or else its requires installed into a cached isolated venv from "
+        "--index/--find-links (repeatable; also WHEELFORGE_TRUST_PROVIDERS=ns,ns)",
     )  # fmt: skip
 
 
@@ -195,13 +196,20 @@ def _known(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[str]]], d
 
 def _machine(args: argparse.Namespace, target: Any) -> Machine:
     from wheelforge.select.machine import Machine, trusted_from_env
+    from wheelforge.select.plugins import Sources, TrustedPlugins
 
     known, _ = _known(args)
     trusted = frozenset(args.trust_provider) | trusted_from_env()
+    # A trusted plugin not installed here is installed, into an isolated environment,
+    # from the release's own sources.
+    find_links = tuple(str(Path(d).resolve()) for d in _find_links(args))
+    index = _index(args)
+    sources = Sources(index, find_links) if index or find_links else None
     return Machine(
         known,
         _assumed(args),
         trusted,
+        TrustedPlugins(sources),
         enabled_optional=_enabled_optional(args),
         abi=_abi(args, target),
     )

@@ -24,6 +24,16 @@ FORCE_CUDA_DRIVER = "NV_VARIANT_PROVIDER_FORCE_CUDA_DRIVER_VERSION"
 FORCE_SM_ARCH = "NV_VARIANT_PROVIDER_FORCE_SM_ARCH"
 FORCE_GFX_ARCH = "AMD_VARIANT_PROVIDER_FORCE_GFX_ARCH"
 FORCE_ROCM_VERSION = "AMD_VARIANT_PROVIDER_FORCE_ROCM_VERSION"
+FORCE_TPU_PRESENT = "TPU_VARIANT_PROVIDER_FORCE_PRESENT"
+
+# The PCI ids uv 0.13.8's tpu provider looks for (Google's vendor id and its TPU chips),
+# as they stand in uv's binary.
+GOOGLE_PCI_VENDOR = 0x1AE0
+TPU_PCI_DEVICES = frozenset(
+    {0x0027, 0x0056, 0x005E, 0x0062, 0x0063, 0x006F, 0x0076, 0x007C, 0x0083}
+)
+# The values uv takes as "yes" for the override (any case); uv ignores every other value.
+_TRUE = frozenset({"1", "true", "yes"})
 
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=compute_cap,name", "--format=csv,noheader")
 
@@ -356,6 +366,42 @@ def detect_amd(system: System) -> Detection:
     return Detection("amd", supported.amd(archs, rocm), facts, " + ".join(sources))
 
 
+# TPU
+
+
+def _pci_id(text: str | None) -> int | None:
+    try:
+        return int(text.strip(), 16) if text is not None else None
+    except ValueError:
+        return None
+
+
+def tpu_pci_devices(system: System) -> list[str]:
+    """The PCI addresses of Google TPUs under ``/sys/bus/pci/devices``."""
+    devices = system.path("/sys/bus/pci/devices")
+    try:
+        addresses = sorted(entry.name for entry in devices.iterdir())
+    except OSError:
+        return []
+    return [
+        address
+        for address in addresses
+        if _pci_id(_read(devices / address / "vendor")) == GOOGLE_PCI_VENDOR
+        and _pci_id(_read(devices / address / "device")) in TPU_PCI_DEVICES
+    ]
+
+
+def detect_tpu(system: System) -> Detection:
+    """As uv's tpu provider: present when ``TPU_VARIANT_PROVIDER_FORCE_PRESENT`` is
+    1/true/yes (any case), else when a Google TPU is on the PCI bus; and like it, an
+    answer either way (``present :: false`` is a property uv reports without a TPU)."""
+    if system.env.get(FORCE_TPU_PRESENT, "").lower() in _TRUE:
+        return Detection("tpu", supported.tpu(True), {"present": "true"}, FORCE_TPU_PRESENT)
+    found = tpu_pci_devices(system)
+    facts = {"present": "true", "pci": ",".join(found)} if found else {"present": "false"}
+    return Detection("tpu", supported.tpu(bool(found)), facts, "/sys/bus/pci/devices")
+
+
 # CPUs
 
 
@@ -392,12 +438,13 @@ def detect_aarch64(system: System) -> Detection:
 DETECTORS: tuple[Callable[[System], Detection], ...] = (
     detect_nvidia,
     detect_amd,
+    detect_tpu,
     detect_x86_64,
     detect_aarch64,
 )
 
 
 def detect(system: System | None = None) -> dict[str, Detection]:
-    """Every builtin namespace's detection, in the order nvidia, amd, x86_64, aarch64."""
+    """Every builtin namespace's detection, in the order nvidia, amd, tpu, x86_64, aarch64."""
     system = system if system is not None else System()
     return {found.namespace: found for found in (detector(system) for detector in DETECTORS)}

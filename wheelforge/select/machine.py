@@ -11,21 +11,20 @@ that namespace's variants count as unsupported, as the providers spec requires.
 A provider marked ``"optional": true`` is off unless enabled with ``--enable-optional NS``
 (or ``WHEELFORGE_ENABLE_OPTIONAL=ns,ns``), whatever its kind: uv 0.13.8 ignores an
 optional provider (plugin, builtin or static) and variantlib skips an optional plugin
-unless asked; while off, its variants count as unsupported.
+unless asked; while off, its variants count as unsupported. A trusted
+plugin runs out of process (:mod:`wheelforge.select.plugins`), never imported here.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelforge.errors import WheelforgeError
+from wheelforge.select.plugins import PLUGIN_GROUP, PluginFailed, TrustedPlugins
 from wheelforge.select.profiles import with_assumed
 from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.abi_dependency import Environment as AbiEnvironment
@@ -35,45 +34,11 @@ from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants.providers import PRESETS, Provider
 from wheelforge.variants.ranking import Supported
 
-PLUGIN_GROUP = "variant_plugins"
 TRUST_VARIABLE = "WHEELFORGE_TRUST_PROVIDERS"
 OPTIONAL_VARIABLE = "WHEELFORGE_ENABLE_OPTIONAL"
 
-PluginLoader = Callable[[str, str | None], dict[str, list[str]] | None]
-"""``(namespace, the provider's plugin-api or None) -> {feature: [values]}`` or None."""
-
-
-def _object_path(value: str) -> str:
-    """An entry point's or a ``plugin-api``'s ``module:attr`` without spaces, so that
-    ``pkg.mod : Obj`` and ``pkg.mod:Obj`` compare equal."""
-    return "".join(value.split())
-
-
-def installed_plugin(namespace: str, plugin_api: str | None = None) -> dict[str, list[str]] | None:
-    """Run the installed plugin for ``namespace`` (entry-point group ``variant_plugins``):
-    its ``get_supported_configs()`` as ``{feature: [values, best first]}``.
-
-    Only an entry point named ``namespace``, or whose object is the provider's declared
-    ``plugin-api``, is imported: a plugin for any other namespace is never loaded, since
-    loading it runs its code."""
-    wanted = _object_path(plugin_api) if plugin_api else None
-    for entry in entry_points(group=PLUGIN_GROUP):
-        if entry.name != namespace and (wanted is None or _object_path(entry.value) != wanted):
-            continue
-        try:
-            plugin = entry.load()
-            if inspect.isclass(plugin):
-                plugin = plugin()
-        except Exception as err:  # a broken plugin is the user's to know about
-            raise WheelforgeError(f"variant plugin {entry.value}: failed to load ({err})") from err
-        if getattr(plugin, "namespace", None) != namespace:
-            continue
-        try:
-            configs = plugin.get_supported_configs()
-        except TypeError:  # older plugin API: known properties as an argument
-            configs = plugin.get_supported_configs(None)
-        return {str(c.name): [str(v) for v in c.values] for c in configs}
-    return None
+PluginLoader = Callable[[str, Provider], dict[str, list[str]] | None]
+"""``(namespace, its provider) -> {feature: [values]}``, or None where no plugin is found."""
 
 
 def trusted_from_env(env: Mapping[str, str] | None = None) -> frozenset[str]:
@@ -131,7 +96,7 @@ class Machine:
     known: Supported  # the namespaces wheelforge detects itself (or a profile describes)
     assumed: tuple[VariantProperty, ...] = ()
     trusted: frozenset[str] = frozenset()
-    plugins: PluginLoader = field(default=installed_plugin, compare=False)
+    plugins: PluginLoader = field(default_factory=TrustedPlugins, compare=False)
     enabled_optional: frozenset[str] = frozenset()  # optional providers turned on
     abi: AbiEnvironment | None = None  # the target environment's packages (abi_dependency)
 
@@ -164,11 +129,17 @@ class Machine:
                     "unsupported"
                 )
                 continue
-            found = self.plugins(namespace, provider.plugin_api)
+            try:
+                found = self.plugins(namespace, provider)
+            except PluginFailed as err:
+                notes.append(f"{namespace}: {err.message}; its variants count as unsupported")
+                continue
             if found is None:
                 notes.append(
                     f"{namespace}: trusted, but no installed plugin (entry-point group "
-                    f"{PLUGIN_GROUP}) is named for this namespace or its plugin-api"
+                    f"{PLUGIN_GROUP}) is named for this namespace or its plugin-api, its "
+                    "module is not importable here, and there is no index or find-links "
+                    "to install its requires from"
                 )
             else:
                 supported[namespace] = found

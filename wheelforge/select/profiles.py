@@ -12,6 +12,9 @@ reviewing coverage without that machine::
     gfx-arch = ["gfx942"]
     rocm-version = "6.4"                 # optional
 
+    [tpu]
+    present = true                       # a Google TPU (without it: tpu :: present :: false)
+
     [x86_64]
     level = 4
 
@@ -44,9 +47,12 @@ _VERSION = re.compile(r"\d+\.\d+")
 _GFX = re.compile(r"gfx[0-9a-f]+")
 _AARCH64 = ("9.0a", "8.5a", "8.4a", "8.3a", "8.2a", "8.1a", "8a")
 _KEYS: Mapping[str, frozenset[str]] = {
-    "": frozenset({"description", "assume", "nvidia", "amd", "x86_64", "aarch64", "installed"}),
+    "": frozenset(
+        {"description", "assume", "nvidia", "amd", "tpu", "x86_64", "aarch64", "installed"}
+    ),
     "nvidia": frozenset({"cuda-driver", "sm-arch"}),
     "amd": frozenset({"gfx-arch", "rocm-version"}),
+    "tpu": frozenset({"present"}),
     "x86_64": frozenset({"level"}),
     "aarch64": frozenset({"version"}),
 }
@@ -63,6 +69,7 @@ class Profile:
     x86_64_level: int | None = None
     aarch64_version: str | None = None
     assume: tuple[VariantProperty, ...] = ()
+    tpu: bool = False
     installed: tuple[tuple[str, str], ...] | None = None  # (name, version); None: not given
 
     def abi_environment(self, env_value: str | None = None) -> AbiEnvironment | None:
@@ -80,6 +87,7 @@ class Profile:
             machine["nvidia"] = supported.nvidia(self.cuda_driver, self.sm_arch)
         if self.gfx_archs:
             machine["amd"] = supported.amd(self.gfx_archs, self.rocm_version)
+        machine["tpu"] = supported.tpu(self.tpu)  # uv's provider answers either way
         if self.x86_64_level is not None:
             machine["x86_64"] = supported.x86_64(self.x86_64_level)
         if self.aarch64_version is not None:
@@ -98,6 +106,8 @@ class Profile:
             env["AMD_VARIANT_PROVIDER_FORCE_GFX_ARCH"] = ",".join(self.gfx_archs)
             if self.rocm_version is not None:
                 env["AMD_VARIANT_PROVIDER_FORCE_ROCM_VERSION"] = self.rocm_version
+        if self.tpu:
+            env["TPU_VARIANT_PROVIDER_FORCE_PRESENT"] = "1"
         return env
 
 
@@ -151,6 +161,9 @@ def parse_profile(data: Mapping[str, Any], path: Path) -> Profile:
     version = arm.get("version")
     if version is not None and version not in _AARCH64:
         raise fail("aarch64.version", f"one of {', '.join(_AARCH64)}")
+    tpu = data["tpu"].get("present", True) if "tpu" in data else False
+    if not isinstance(tpu, bool):
+        raise fail("tpu.present", "true or false")
     assume = data.get("assume", [])
     if not isinstance(assume, list) or not all(isinstance(a, str) for a in assume):
         raise fail("assume", 'a list of properties like ["ns :: feature :: value"]')
@@ -159,7 +172,7 @@ def parse_profile(data: Mapping[str, Any], path: Path) -> Profile:
     except InvalidInput as err:
         raise InvalidInput(f"{path}: assume: {err.message}") from None
     return Profile(path.stem, description, cuda_driver, sm_arch, tuple(gfx), rocm, level,
-                   version, assumed, _installed(data, path))  # fmt: skip
+                   version, assumed, tpu, _installed(data, path))  # fmt: skip
 
 
 def _installed(data: Mapping[str, Any], path: Path) -> tuple[tuple[str, str], ...] | None:

@@ -49,6 +49,10 @@ PRESETS: Mapping[str, Provider] = {
         requires=("amd-variant-provider",),
         plugin_api="amd_variant_provider.plugin:AMDVariantPlugin",
     ),
+    "tpu": Provider(
+        requires=("tpu-variant-provider",),
+        plugin_api="tpu_variant_provider.plugin:TpuVariantPlugin",
+    ),
 }
 
 # Namespaces in the order a maintainer usually wants them tried: accelerators first.

@@ -154,6 +154,13 @@ def amd(gfx_archs: Sequence[str], rocm_version: str | None) -> dict[str, list[st
     return features
 
 
+def tpu(present: bool) -> dict[str, list[str]]:
+    """What uv 0.13.8's builtin tpu provider reports: ``tpu :: present :: true`` when a
+    Google TPU is there, ``tpu :: present :: false`` otherwise (found by running uv, see
+    docs/selection.md)."""
+    return {"present": ["true" if present else "false"]}
+
+
 # Each version needs its own flags and those of every version before it.
 AARCH64_VERSION_FLAGS: tuple[tuple[str, frozenset[str]], ...] = (
     ("8a", frozenset()),
