@@ -576,3 +576,155 @@ def test_merge_agrees_with_variantlib(
     assert to_json(ours)["providers"] == theirs.providers_dict()
     # the union of both inputs' labels, nothing more
     assert set(ours.variants) == set(a["variants"]) | set(b["variants"])
+
+
+# -- legacy priorities (issue 14 item 3) ----------------------------------------------
+#
+# A legacy v0.0.3 file's ``default-priorities.feature`` / ``.property`` are explicit
+# priorities. variantlib 0.2.2 refuses those keys in a file (as uv does), but its sort
+# takes feature and property priorities ahead of the providers' own orders (api.py
+# merges the user configuration's into ``sort_and_filter_supported_variants``).
+# wheelforge ranks a legacy file's priorities exactly so: checked here against
+# variantlib's public ``get_variants_by_priority`` (static providers: no plugin runs)
+# with its configuration carrying the file's priorities, and against its resolver with
+# what a machine supports for the plugin namespaces.
+
+LEGACY_STATIC_VARIANTS = {
+    "mkl": {"blas": {"vendor": ["mkl"]}},
+    "openblas": {"blas": {"vendor": ["openblas"]}},
+    "ilp64": {"blas": {"api": ["ilp64"]}},
+    "lp64": {"blas": {"api": ["lp64"]}},
+    "mkl_ilp64": {"blas": {"vendor": ["mkl"], "api": ["ilp64"]}},
+    "gfx_a": {"gpu": {"arch": ["a"]}},
+    "gfx_b": {"gpu": {"arch": ["b"]}},
+    "gfx_ab": {"gpu": {"arch": ["a", "b"]}},
+    "null": {},
+}
+
+# (feature priorities, property priorities) of the legacy file
+LEGACY_PRIORITIES: list[Any] = [
+    pytest.param({}, {}, id="none"),
+    pytest.param({"blas": ["api"]}, {}, id="feature-api-first"),
+    pytest.param({"blas": ["api", "vendor"]}, {}, id="feature-both-listed"),
+    pytest.param({}, {"blas": {"vendor": ["openblas"]}}, id="property-openblas-first"),
+    pytest.param({}, {"gpu": {"arch": ["b", "a"]}}, id="property-reversed"),
+    pytest.param(
+        {"blas": ["api"]},
+        {"blas": {"api": ["ilp64"], "vendor": ["openblas", "mkl"]}, "gpu": {"arch": ["b"]}},
+        id="feature-and-property",
+    ),
+    pytest.param({"blas": ["nosuch"]}, {"gpu": {"arch": ["zz", "b"]}}, id="unknown-entries"),
+]
+
+
+def _legacy_static_file(feature: dict[str, Any], prop: dict[str, Any]) -> dict[str, Any]:
+    priorities: dict[str, Any] = {"namespace": ["blas", "gpu"]}
+    if feature:
+        priorities["feature"] = feature
+    if prop:
+        priorities["property"] = prop
+    return {
+        "$schema": Schema.LEGACY_V0_0_3.value,
+        "default-priorities": priorities,
+        "providers": {"blas": {"install-time": False}, "gpu": {"install-time": False}},
+        "static-properties": {
+            "blas": {"vendor": ["mkl", "openblas"], "api": ["lp64", "ilp64"]},
+            "gpu": {"arch": ["a", "b"]},
+        },
+        "variants": LEGACY_STATIC_VARIANTS,
+    }
+
+
+def _wheelforge_order(meta: VariantMetadata, support: Any) -> list[str]:
+    from wheelforge.variants.ranking import rank
+
+    return [r.label for r in rank(meta, support) if r.compatible and r.label is not None]
+
+
+@pytest.mark.parametrize(("feature", "prop"), LEGACY_PRIORITIES)
+def test_legacy_priorities_rank_as_variantlib_sorts(
+    feature: dict[str, Any], prop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from variantlib import api
+    from variantlib.configuration import VariantConfiguration
+    from variantlib.models.configuration import VariantConfiguration as ConfigModel
+
+    legacy = _legacy_static_file(feature, prop)
+    if feature or prop:
+        with pytest.raises(ValidationError, match="unexpected subkeys"):
+            VariantsJson(legacy)  # variantlib 0.2.2 refuses the keys in a file
+    meta = from_json(legacy, source="legacy-variants.json")
+    config = ConfigModel(
+        namespace_priorities=[], feature_priorities=feature, property_priorities=prop
+    )
+    monkeypatch.setattr(VariantConfiguration, "get_config", classmethod(lambda cls: config))
+    # the same release in the generation variantlib reads, the priorities in its config
+    current = to_json(meta, Schema.PROVIDERS_V0_2_0)
+    theirs = [v.label for v in api.get_variants_by_priority(variants_json=current)]
+    assert _wheelforge_order(meta, {}) == theirs
+
+
+@pytest.mark.parametrize(
+    ("feature", "prop"),
+    [
+        pytest.param({}, {}, id="none"),
+        pytest.param({"nvidia": ["sm_arch"]}, {}, id="sm-arch-first"),
+        pytest.param({}, {"nvidia": {"cuda_version_lower_bound": ["12.6"]}}, id="cu126-first"),
+        pytest.param({}, {"x86_64": {"level": ["v1", "v2"]}}, id="low-levels-first"),
+        pytest.param(
+            {"nvidia": ["sm_arch", "cuda_version_lower_bound"]},
+            {"nvidia": {"sm_arch": ["80_real"], "cuda_version_lower_bound": ["12.0", "12.8"]}},
+            id="both",
+        ),
+    ],
+)
+def test_legacy_priorities_on_plugin_namespaces_rank_as_variantlib(
+    feature: dict[str, list[str]], prop: dict[str, dict[str, list[str]]]
+) -> None:
+    from variantlib.resolver.lib import sort_and_filter_supported_variants
+
+    from wheelforge.variants import supported
+
+    variants = {
+        "cu126": {"nvidia": {"cuda_version_lower_bound": ["12.6"]}},
+        "cu128": {"nvidia": {"cuda_version_lower_bound": ["12.8"]}},
+        "cu120": {"nvidia": {"cuda_version_lower_bound": ["12.0"]}},
+        "sm80": {"nvidia": {"sm_arch": ["80_real"]}},
+        "sm90": {"nvidia": {"sm_arch": ["90_real"]}},
+        "cu128_sm80": {"nvidia": {"cuda_version_lower_bound": ["12.8"], "sm_arch": ["80_real"]}},
+        "v1": {"x86_64": {"level": ["v1"]}},
+        "v2": {"x86_64": {"level": ["v2"]}},
+        "v3": {"x86_64": {"level": ["v3"]}},
+        "null": {},
+    }
+    priorities: dict[str, Any] = {"namespace": ["nvidia", "x86_64"]}
+    if feature:
+        priorities["feature"] = feature
+    if prop:
+        priorities["property"] = prop
+    legacy = {
+        "$schema": Schema.LEGACY_V0_0_3.value,
+        "default-priorities": priorities,
+        "providers": {
+            "nvidia": {"requires": ["nvidia-variant-provider"]},
+            "x86_64": {"requires": ["x86-64-variant-provider"]},
+        },
+        "variants": variants,
+    }
+    meta = from_json(legacy, source="legacy-variants.json")
+    machine = {"nvidia": supported.nvidia("12.8", "9.0"), "x86_64": supported.x86_64(3)}
+    supported_vprops = [
+        VLProperty(namespace=ns, feature=f, value=v)
+        for ns, features in machine.items()
+        for f, values in features.items()
+        for v in values
+    ]
+    theirs = sort_and_filter_supported_variants(
+        [VariantDescription.from_dict(props, label=label) for label, props in variants.items()],
+        supported_vprops,
+        namespace_priorities=["nvidia", "x86_64"],
+        feature_priorities=feature,
+        property_priorities=prop,
+        filter_values=True,
+    )
+    assert _wheelforge_order(meta, machine) == [v.label for v in theirs]
