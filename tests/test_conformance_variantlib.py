@@ -24,6 +24,7 @@ from variantlib.models.variant import VariantProperty as VLProperty
 from variantlib.variant_dist_info import VariantDistInfo
 from variantlib.variants_json import VariantsJson
 
+from tests.conftest import build_plain_wheel
 from wheelforge.variants.labels import default_label
 from wheelforge.variants.merge import MergeConflict, merge
 from wheelforge.variants.metadata import Schema, VariantMetadata, from_json, loads, to_json
@@ -728,3 +729,56 @@ def test_legacy_priorities_on_plugin_namespaces_rank_as_variantlib(
         filter_values=True,
     )
     assert _wheelforge_order(meta, machine) == [v.label for v in theirs]
+
+
+# -- variantlib 0.2.2's build-requires (ahead-of-time plugins): refused, with a line --
+
+AOT_PYPROJECT = """\
+[variant.default-priorities]
+namespace = ["x86_64", "acme"]
+
+[variant.providers.x86_64]
+requires = ["x86-64-variant-provider"]
+
+[variant.providers.acme]
+build-requires = ["acme-variant-provider"]
+plugin-api = "acme_provider:Plugin"
+"""
+
+
+def test_build_requires_is_refused_with_a_line(tmp_path: Path, cli: Cli) -> None:
+    """variantlib reads build-requires in pyproject.toml (and runs the plugin when it
+    builds); it refuses the key in a published file, as uv does. wheelforge runs no
+    plugin at build time: it refuses the key and says what to write instead."""
+    import tomllib
+
+    from variantlib.pyproject_toml import VariantPyProjectToml
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(AOT_PYPROJECT)
+    theirs = VariantPyProjectToml(tomllib.loads(AOT_PYPROJECT))
+    assert theirs.providers["acme"].build_requires == ["acme-variant-provider"]
+    published = {
+        "$schema": Schema.PROVIDERS_V0_2_0.value,
+        "default-priorities": {"namespace": ["acme"]},
+        "providers": {"acme": {"build-requires": ["acme-variant-provider"]}},
+        "variants": {},
+    }
+    with pytest.raises(ValidationError, match="build-requires is not allowed in this file"):
+        VariantsJson(published)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    wheel = build_plain_wheel(plain)
+    code, _, stderr = cli(
+        "tag", wheel, "-p", "x86_64 :: level :: v3", "--variant-config", pyproject,
+        "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 2
+    assert (
+        f"error: {pyproject}: variant.providers.acme.build-requires: ahead-of-time plugins "
+        "(variantlib's build-requires) are not run by wheelforge"
+    ) in stderr
+    assert "hint: write what the plugin reports on the build machine as " in stderr
+    assert "variant.providers.acme.static-properties" in stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
