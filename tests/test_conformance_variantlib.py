@@ -782,3 +782,55 @@ def test_build_requires_is_refused_with_a_line(tmp_path: Path, cli: Cli) -> None
     assert "hint: write what the plugin reports on the build machine as " in stderr
     assert "variant.providers.acme.static-properties" in stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("feature", "prop"), LEGACY_PRIORITIES)
+def test_select_over_a_legacy_release_picks_variantlibs_first(
+    feature: dict[str, Any],
+    prop: dict[str, Any],
+    tmp_path: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``wheelforge select`` over a find-links directory whose wheels and variants file
+    are legacy v0.0.3 with explicit priorities: the wheel it picks is variantlib's first."""
+    from dataclasses import replace
+
+    from variantlib import api
+    from variantlib.configuration import VariantConfiguration
+    from variantlib.models.configuration import VariantConfiguration as ConfigModel
+
+    from wheelforge.tag import TagRequest, tag_wheel
+    from wheelforge.variants.properties import flatten
+    from wheelforge.variants_file import write_variants_json
+
+    meta = from_json(_legacy_static_file(feature, prop), source="legacy")
+    config = replace(meta, variants={})
+    links = tmp_path / "links"
+    links.mkdir()
+    plain = build_plain_wheel(tmp_path)
+    for label, nested in LEGACY_STATIC_VARIANTS.items():
+        request = TagRequest(
+            properties=frozenset(flatten(nested)),
+            label=label,
+            config=config,
+            schema=Schema.LEGACY_V0_0_3,
+        )
+        tag_wheel(plain, links, request)
+    write_variants_json(links, Schema.LEGACY_V0_0_3)
+    written = json.loads((links / "demo-1.0-variants.json").read_text())["default-priorities"]
+    assert written.get("property", {}) == prop
+    # blas's static order (two features, and legacy has no feature-order) follows the
+    # explicit priorities
+    assert written["feature"]["blas"][: len(feature.get("blas", []))] == feature.get("blas", [])
+
+    code, out, err = cli("select", "demo", "--find-links", links, "--json")
+    assert code == 0, err
+    chosen = json.loads(out)["chosen"]
+
+    model = ConfigModel(
+        namespace_priorities=[], feature_priorities=feature, property_priorities=prop
+    )
+    monkeypatch.setattr(VariantConfiguration, "get_config", classmethod(lambda cls: model))
+    theirs = api.get_variants_by_priority(variants_json=to_json(meta, Schema.PROVIDERS_V0_2_0))
+    assert chosen == f"demo-1.0-py3-none-any-{theirs[0].label}.whl"
