@@ -104,6 +104,14 @@ def _priorities(priorities: Any, found: list[Rejection]) -> list[str] | None:
     namespaces = priorities.get("namespace")
     if not isinstance(namespaces, list):
         return None
+    for namespace in namespaces:
+        if not isinstance(namespace, str) or not NAME_PATTERN.fullmatch(namespace):
+            found.append(
+                Rejection(
+                    "default-priorities.namespace",
+                    f"namespace {namespace!r} (uv: Invalid variant namespace)",
+                )
+            )
     if not namespaces or len(set(map(str, namespaces))) != len(namespaces):
         found.append(
             Rejection(
@@ -160,6 +168,10 @@ def _provider(path: str, entry: Mapping[str, Any], found: list[Rejection]) -> No
             )
         )
         return
+    if "optional" in entry and not isinstance(entry["optional"], bool):
+        found.append(Rejection(f"{path}.optional", "not true or false (uv: expected a boolean)"))
+    if "requires" in entry and not isinstance(entry["requires"], list):
+        found.append(Rejection(f"{path}.requires", f"not a list (uv: {_PROVIDER_KIND_ERROR})"))
     static = entry.get("static-properties")
     if isinstance(static, dict) and len(static) > 1 and "feature-order" not in entry:
         found.append(
@@ -197,8 +209,15 @@ def _variants(variants: Any, namespaces: list[str] | None, found: list[Rejection
                 )
             )
         for namespace, features in nested.items():
-            if namespaces is not None and namespace not in namespaces:
-                unlisted.add(namespace)
+            if not NAME_PATTERN.fullmatch(namespace):
+                found.append(
+                    Rejection(
+                        f"{path}.{namespace}",
+                        f"namespace {namespace!r} (uv: Invalid variant namespace)",
+                    )
+                )
+            elif namespaces is not None and namespace not in namespaces and features:
+                unlisted.add(namespace)  # a namespace without features is not used
             if not isinstance(features, dict):
                 continue
             for feature, values in features.items():
@@ -209,13 +228,19 @@ def _variants(variants: Any, namespaces: list[str] | None, found: list[Rejection
                             f"feature {feature!r} (uv: Invalid variant feature)",
                         )
                     )
-                for value in values if isinstance(values, list) else ():
+                if not isinstance(values, list):
+                    continue
+                fpath = f"{path}.{namespace}.{feature}"
+                if not values:
+                    found.append(Rejection(fpath, "no value (uv: must have at least one value)"))
+                elif len(set(map(str, values))) != len(values):
+                    found.append(
+                        Rejection(fpath, "a value twice (uv: must not contain duplicate values)")
+                    )
+                for value in values:
                     if isinstance(value, str) and not VALUE_PATTERN.fullmatch(value):
                         found.append(
-                            Rejection(
-                                f"{path}.{namespace}.{feature}",
-                                f"value {value!r} (uv: Invalid variant value)",
-                            )
+                            Rejection(fpath, f"value {value!r} (uv: Invalid variant value)")
                         )
     for namespace in sorted(unlisted):
         found.append(
