@@ -834,3 +834,64 @@ def test_select_over_a_legacy_release_picks_variantlibs_first(
     monkeypatch.setattr(VariantConfiguration, "get_config", classmethod(lambda cls: model))
     theirs = api.get_variants_by_priority(variants_json=to_json(meta, Schema.PROVIDERS_V0_2_0))
     assert chosen == f"demo-1.0-py3-none-any-{theirs[0].label}.whl"
+
+
+_FEATURES = {"ns_a": {"f1": ["a", "b", "c"], "f2": ["x", "y"]}, "ns_b": {"g1": ["p", "q", "r"]}}
+_ALL_PROPS = [(ns, f, v) for ns, fs in _FEATURES.items() for f, vs in fs.items() for v in vs]
+
+
+@st.composite
+def _legacy_rankings(draw: st.DrawFn) -> tuple[Any, ...]:
+    variants = draw(
+        st.lists(
+            st.sets(st.sampled_from(_ALL_PROPS), min_size=1, max_size=4),
+            min_size=1,
+            max_size=8,
+            unique_by=lambda s: tuple(sorted(s)),
+        )
+    )
+
+    def prefix(items: list[str]) -> list[str]:
+        order = draw(st.permutations(items))
+        return list(order[: draw(st.integers(0, len(order)))])
+
+    feature = {ns: prefix(list(fs)) for ns, fs in _FEATURES.items()}
+    prop = {ns: {f: prefix(vs) for f, vs in fs.items()} for ns, fs in _FEATURES.items()}
+    return variants, feature, prop
+
+
+@settings(max_examples=150, deadline=None)
+@given(_legacy_rankings())
+def test_legacy_priorities_rank_as_variantlib_for_any_ordering(case: tuple[Any, ...]) -> None:
+    from variantlib.resolver.lib import sort_and_filter_supported_variants
+
+    from wheelforge.variants.providers import Provider
+    from wheelforge.variants.ranking import rank
+
+    variant_sets, feature, prop = case
+    labels = {f"l{i}": props for i, props in enumerate(variant_sets)}
+    meta = VariantMetadata(
+        tuple(_FEATURES),
+        {
+            ns: Provider(static_properties=tuple((f, tuple(vs)) for f, vs in fs.items()))
+            for ns, fs in _FEATURES.items()
+        },
+        {label: frozenset(VariantProperty(*p) for p in props) for label, props in labels.items()},
+        feature_priorities={ns: tuple(fs) for ns, fs in feature.items() if fs},
+        property_priorities={
+            ns: {f: tuple(vs) for f, vs in fs.items() if vs} for ns, fs in prop.items()
+        },
+    )
+    ours = [r.label for r in rank(meta, {}) if r.compatible]
+    theirs = sort_and_filter_supported_variants(
+        [
+            VariantDescription([VLProperty(*p) for p in props], label=label)
+            for label, props in labels.items()
+        ],
+        [VLProperty(*p) for p in _ALL_PROPS],
+        namespace_priorities=list(_FEATURES),
+        feature_priorities={ns: list(fs) for ns, fs in feature.items()},
+        property_priorities={ns: {f: list(v) for f, v in fs.items()} for ns, fs in prop.items()},
+        filter_values=True,
+    )
+    assert ours == [v.label for v in theirs if v.properties]
