@@ -288,8 +288,9 @@ def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
     label = wheel.filename.label
     inner = wheel.dist_info_path(VARIANT_JSON)
     if label is not None and wheel.member(inner) is not None:
-        for rejection in uv_rejections(wheel.read(inner), source=inner):
-            facts.error("uv", f"{inner}: {rejection.line(_PICKED)}")
+        with contextlib.suppress(InvalidInput):  # unreadable: reported just below
+            for rejection in uv_rejections(wheel.read(inner), source=inner):
+                facts.error("uv", f"{inner}: {rejection.line(_PICKED)}")
     try:
         meta = wheel.variant_metadata()
     except InvalidInput as err:
