@@ -39,8 +39,8 @@ _PROVIDER_KINDS = (
     frozenset({"builtin", "optional"}),
 )
 _LEGACY_PROVIDER_KEYS = {
-    "enable-if": "a legacy v0.0.3 key",
-    "install-time": "a legacy v0.0.3 key",
+    "enable-if": "a legacy v0.0.3 key (write the providers schema, wheelforge's default)",
+    "install-time": "a legacy v0.0.3 key (write the providers schema, wheelforge's default)",
     "build-requires": "variantlib's ahead-of-time plugins, for pyproject.toml only",
 }
 _PROVIDER_KIND_ERROR = "data did not match any variant of untagged enum ProviderKind"
@@ -94,7 +94,12 @@ def _priorities(priorities: Any, found: list[Rejection]) -> list[str] | None:
     for key in priorities:
         if key != "namespace":
             legacy = key in {"feature", "property"}
-            why = "legacy v0.0.3 explicit priorities" if legacy else "an unknown key"
+            why = (
+                "legacy v0.0.3 explicit priorities (the providers schema, wheelforge's "
+                "default, has none)"
+                if legacy
+                else "an unknown key"
+            )
             found.append(
                 Rejection(
                     f"default-priorities.{key}",
