@@ -327,3 +327,77 @@ def test_an_sdist_is_part_of_the_set(good_set: Path, tmp_path: Path) -> None:
     (good_set / "demo-1.0.tar.gz").write_bytes(b"not a tarball")
     finding = only_error(good_set, "archive")
     assert finding.file == "demo-1.0.tar.gz" and "not a readable sdist" in finding.message
+
+
+# -- what uv 0.13.8 would reject (tests/test_conformance_uv_rules.py runs uv on each rule)
+
+
+def _uv_findings(dist: Path) -> list[Finding]:
+    return [f for f in check_release_set(dist, isa=False).findings if f.check == "uv"]
+
+
+def test_legacy_priorities_uv_would_reject(tmp_path: Path) -> None:
+    """A legacy v0.0.3 release with explicit priorities: wheelforge reads it (and ranks
+    by them), uv fails the whole release: check says so, one line per file and key."""
+    from wheelforge.variants.metadata import Schema, VariantMetadata
+    from wheelforge.variants.providers import PRESETS
+
+    config = VariantMetadata(
+        ("x86_64",),
+        {"x86_64": PRESETS["x86_64"]},
+        feature_priorities={"x86_64": ("level",)},
+        property_priorities={"x86_64": {"level": ("v3", "v4")}},
+    )
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    plain = build_plain_wheel(dist, metadata_extra=GOOD_META)
+    _tag(plain, dist, V3, config=config, schema=Schema.LEGACY_V0_0_3)
+    _tag(plain, dist, V4, config=config, schema=Schema.LEGACY_V0_0_3)
+    write_variants_json(dist, Schema.LEGACY_V0_0_3)
+    found = _uv_findings(dist)
+    assert all(f.severity is Severity.ERROR for f in found)
+    variants_file = [f for f in found if f.file == "demo-1.0-variants.json"]
+    assert sorted(f.message.split(": ")[1] for f in variants_file) == [
+        "default-priorities.feature",
+        "default-priorities.property",
+    ]
+    assert variants_file[0].message.startswith("uv 0.13.8 would reject this release: ")
+    wheels = {f.file for f in found} - {"demo-1.0-variants.json"}
+    assert len(wheels) == 2
+    assert all(
+        "variant.json: uv 0.13.8 would reject this release on machines where it picks this "
+        "wheel: default-priorities." in f.message
+        for f in found
+        if f.file in wheels
+    )
+
+
+def test_a_good_set_has_nothing_uv_would_reject(good_set: Path) -> None:
+    assert _uv_findings(good_set) == []
+
+
+def test_a_variant_marker_uv_would_reject(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    extra = GOOD_META + 'Requires-Dist: six; variant_label == "v3"\n'
+    plain = build_plain_wheel(dist, metadata_extra=extra)
+    (finding,) = _uv_findings(dist)
+    assert finding.file == plain.name
+    assert finding.message.startswith(
+        "METADATA: uv 0.13.8 would reject this release on machines where it picks this wheel: "
+        "Requires-Dist: 'six; variant_label == \"v3\"' uses the variant marker variant_label"
+    )
+
+
+def test_a_legacy_schema_url_alone_is_no_uv_finding(good_set: Path) -> None:
+    name = "demo-1.0-variants.json"
+    data = json.loads((good_set / name).read_text())
+    data["$schema"] = "https://variants-schema.wheelnext.dev/v0.0.3.json"
+    data["default-priorities"]["feature"] = {"x86_64": ["level"]}
+    (good_set / name).write_text(json.dumps(data))
+    assert [f.message.split(": ")[1] for f in _uv_findings(good_set)] == [
+        "default-priorities.feature"
+    ]
+    del data["default-priorities"]["feature"]
+    (good_set / name).write_text(json.dumps(data))
+    assert _uv_findings(good_set) == []

@@ -24,6 +24,7 @@ from variantlib.models.variant import VariantProperty as VLProperty
 from variantlib.variant_dist_info import VariantDistInfo
 from variantlib.variants_json import VariantsJson
 
+from tests.conftest import build_plain_wheel
 from wheelforge.variants.labels import default_label
 from wheelforge.variants.merge import MergeConflict, merge
 from wheelforge.variants.metadata import Schema, VariantMetadata, from_json, loads, to_json
@@ -452,7 +453,7 @@ def test_variants_json_on_mixed_wheels(
     }
     assert {label_of(w) for w in theirs} | set(ours) == set(meta.variants)
     assert meta.namespace_priorities == PRESET_PRIORITY
-    assert dict(meta.providers) == dict(PRESETS)
+    assert dict(meta.providers) == {ns: PRESETS[ns] for ns in PRESET_PRIORITY}
     code, _, stderr = cli("variants-json", "--check", out)
     assert code == 0, stderr
     # variantlib reads the merged file as the same thing
@@ -576,3 +577,321 @@ def test_merge_agrees_with_variantlib(
     assert to_json(ours)["providers"] == theirs.providers_dict()
     # the union of both inputs' labels, nothing more
     assert set(ours.variants) == set(a["variants"]) | set(b["variants"])
+
+
+# -- legacy priorities (issue 14 item 3) ----------------------------------------------
+#
+# A legacy v0.0.3 file's ``default-priorities.feature`` / ``.property`` are explicit
+# priorities. variantlib 0.2.2 refuses those keys in a file (as uv does), but its sort
+# takes feature and property priorities ahead of the providers' own orders (api.py
+# merges the user configuration's into ``sort_and_filter_supported_variants``).
+# wheelforge ranks a legacy file's priorities exactly so: checked here against
+# variantlib's public ``get_variants_by_priority`` (static providers: no plugin runs)
+# with its configuration carrying the file's priorities, and against its resolver with
+# what a machine supports for the plugin namespaces.
+
+LEGACY_STATIC_VARIANTS = {
+    "mkl": {"blas": {"vendor": ["mkl"]}},
+    "openblas": {"blas": {"vendor": ["openblas"]}},
+    "ilp64": {"blas": {"api": ["ilp64"]}},
+    "lp64": {"blas": {"api": ["lp64"]}},
+    "mkl_ilp64": {"blas": {"vendor": ["mkl"], "api": ["ilp64"]}},
+    "gfx_a": {"gpu": {"arch": ["a"]}},
+    "gfx_b": {"gpu": {"arch": ["b"]}},
+    "gfx_ab": {"gpu": {"arch": ["a", "b"]}},
+    "null": {},
+}
+
+# (feature priorities, property priorities) of the legacy file
+LEGACY_PRIORITIES: list[Any] = [
+    pytest.param({}, {}, id="none"),
+    pytest.param({"blas": ["api"]}, {}, id="feature-api-first"),
+    pytest.param({"blas": ["api", "vendor"]}, {}, id="feature-both-listed"),
+    pytest.param({}, {"blas": {"vendor": ["openblas"]}}, id="property-openblas-first"),
+    pytest.param({}, {"gpu": {"arch": ["b", "a"]}}, id="property-reversed"),
+    pytest.param(
+        {"blas": ["api"]},
+        {"blas": {"api": ["ilp64"], "vendor": ["openblas", "mkl"]}, "gpu": {"arch": ["b"]}},
+        id="feature-and-property",
+    ),
+    pytest.param({"blas": ["nosuch"]}, {"gpu": {"arch": ["zz", "b"]}}, id="unknown-entries"),
+]
+
+
+def _legacy_static_file(feature: dict[str, Any], prop: dict[str, Any]) -> dict[str, Any]:
+    priorities: dict[str, Any] = {"namespace": ["blas", "gpu"]}
+    if feature:
+        priorities["feature"] = feature
+    if prop:
+        priorities["property"] = prop
+    return {
+        "$schema": Schema.LEGACY_V0_0_3.value,
+        "default-priorities": priorities,
+        "providers": {"blas": {"install-time": False}, "gpu": {"install-time": False}},
+        "static-properties": {
+            "blas": {"vendor": ["mkl", "openblas"], "api": ["lp64", "ilp64"]},
+            "gpu": {"arch": ["a", "b"]},
+        },
+        "variants": LEGACY_STATIC_VARIANTS,
+    }
+
+
+def _wheelforge_order(meta: VariantMetadata, support: Any) -> list[str]:
+    from wheelforge.variants.ranking import rank
+
+    return [r.label for r in rank(meta, support) if r.compatible and r.label is not None]
+
+
+@pytest.mark.parametrize(("feature", "prop"), LEGACY_PRIORITIES)
+def test_legacy_priorities_rank_as_variantlib_sorts(
+    feature: dict[str, Any], prop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from variantlib import api
+    from variantlib.configuration import VariantConfiguration
+    from variantlib.models.configuration import VariantConfiguration as ConfigModel
+
+    legacy = _legacy_static_file(feature, prop)
+    if feature or prop:
+        with pytest.raises(ValidationError, match="unexpected subkeys"):
+            VariantsJson(legacy)  # variantlib 0.2.2 refuses the keys in a file
+    meta = from_json(legacy, source="legacy-variants.json")
+    config = ConfigModel(
+        namespace_priorities=[], feature_priorities=feature, property_priorities=prop
+    )
+    monkeypatch.setattr(VariantConfiguration, "get_config", classmethod(lambda cls: config))
+    # the same release in the generation variantlib reads, the priorities in its config
+    current = to_json(meta, Schema.PROVIDERS_V0_2_0)
+    theirs = [v.label for v in api.get_variants_by_priority(variants_json=current)]
+    assert _wheelforge_order(meta, {}) == theirs
+
+
+@pytest.mark.parametrize(
+    ("feature", "prop"),
+    [
+        pytest.param({}, {}, id="none"),
+        pytest.param({"nvidia": ["sm_arch"]}, {}, id="sm-arch-first"),
+        pytest.param({}, {"nvidia": {"cuda_version_lower_bound": ["12.6"]}}, id="cu126-first"),
+        pytest.param({}, {"x86_64": {"level": ["v1", "v2"]}}, id="low-levels-first"),
+        pytest.param(
+            {"nvidia": ["sm_arch", "cuda_version_lower_bound"]},
+            {"nvidia": {"sm_arch": ["80_real"], "cuda_version_lower_bound": ["12.0", "12.8"]}},
+            id="both",
+        ),
+    ],
+)
+def test_legacy_priorities_on_plugin_namespaces_rank_as_variantlib(
+    feature: dict[str, list[str]], prop: dict[str, dict[str, list[str]]]
+) -> None:
+    from variantlib.resolver.lib import sort_and_filter_supported_variants
+
+    from wheelforge.variants import supported
+
+    variants = {
+        "cu126": {"nvidia": {"cuda_version_lower_bound": ["12.6"]}},
+        "cu128": {"nvidia": {"cuda_version_lower_bound": ["12.8"]}},
+        "cu120": {"nvidia": {"cuda_version_lower_bound": ["12.0"]}},
+        "sm80": {"nvidia": {"sm_arch": ["80_real"]}},
+        "sm90": {"nvidia": {"sm_arch": ["90_real"]}},
+        "cu128_sm80": {"nvidia": {"cuda_version_lower_bound": ["12.8"], "sm_arch": ["80_real"]}},
+        "v1": {"x86_64": {"level": ["v1"]}},
+        "v2": {"x86_64": {"level": ["v2"]}},
+        "v3": {"x86_64": {"level": ["v3"]}},
+        "null": {},
+    }
+    priorities: dict[str, Any] = {"namespace": ["nvidia", "x86_64"]}
+    if feature:
+        priorities["feature"] = feature
+    if prop:
+        priorities["property"] = prop
+    legacy = {
+        "$schema": Schema.LEGACY_V0_0_3.value,
+        "default-priorities": priorities,
+        "providers": {
+            "nvidia": {"requires": ["nvidia-variant-provider"]},
+            "x86_64": {"requires": ["x86-64-variant-provider"]},
+        },
+        "variants": variants,
+    }
+    meta = from_json(legacy, source="legacy-variants.json")
+    machine = {"nvidia": supported.nvidia("12.8", "9.0"), "x86_64": supported.x86_64(3)}
+    supported_vprops = [
+        VLProperty(namespace=ns, feature=f, value=v)
+        for ns, features in machine.items()
+        for f, values in features.items()
+        for v in values
+    ]
+    theirs = sort_and_filter_supported_variants(
+        [VariantDescription.from_dict(props, label=label) for label, props in variants.items()],
+        supported_vprops,
+        namespace_priorities=["nvidia", "x86_64"],
+        feature_priorities=feature,
+        property_priorities=prop,
+        filter_values=True,
+    )
+    assert _wheelforge_order(meta, machine) == [v.label for v in theirs]
+
+
+# -- variantlib 0.2.2's build-requires (ahead-of-time plugins): refused, with a line --
+
+AOT_PYPROJECT = """\
+[variant.default-priorities]
+namespace = ["x86_64", "acme"]
+
+[variant.providers.x86_64]
+requires = ["x86-64-variant-provider"]
+
+[variant.providers.acme]
+build-requires = ["acme-variant-provider"]
+plugin-api = "acme_provider:Plugin"
+"""
+
+
+def test_build_requires_is_refused_with_a_line(tmp_path: Path, cli: Cli) -> None:
+    """variantlib reads build-requires in pyproject.toml (and runs the plugin when it
+    builds); it refuses the key in a published file, as uv does. wheelforge runs no
+    plugin at build time: it refuses the key and says what to write instead."""
+    import tomllib
+
+    from variantlib.pyproject_toml import VariantPyProjectToml
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(AOT_PYPROJECT)
+    theirs = VariantPyProjectToml(tomllib.loads(AOT_PYPROJECT))
+    assert theirs.providers["acme"].build_requires == ["acme-variant-provider"]
+    published = {
+        "$schema": Schema.PROVIDERS_V0_2_0.value,
+        "default-priorities": {"namespace": ["acme"]},
+        "providers": {"acme": {"build-requires": ["acme-variant-provider"]}},
+        "variants": {},
+    }
+    with pytest.raises(ValidationError, match="build-requires is not allowed in this file"):
+        VariantsJson(published)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    wheel = build_plain_wheel(plain)
+    code, _, stderr = cli(
+        "tag", wheel, "-p", "x86_64 :: level :: v3", "--variant-config", pyproject,
+        "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 2
+    assert (
+        f"error: {pyproject}: variant.providers.acme.build-requires: ahead-of-time plugins "
+        "(variantlib's build-requires) are not run by wheelforge"
+    ) in stderr
+    assert "hint: write what the plugin reports on the build machine as " in stderr
+    assert "variant.providers.acme.static-properties" in stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("feature", "prop"), LEGACY_PRIORITIES)
+def test_select_over_a_legacy_release_picks_variantlibs_first(
+    feature: dict[str, Any],
+    prop: dict[str, Any],
+    tmp_path: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``wheelforge select`` over a find-links directory whose wheels and variants file
+    are legacy v0.0.3 with explicit priorities: the wheel it picks is variantlib's first."""
+    from dataclasses import replace
+
+    from variantlib import api
+    from variantlib.configuration import VariantConfiguration
+    from variantlib.models.configuration import VariantConfiguration as ConfigModel
+
+    from wheelforge.tag import TagRequest, tag_wheel
+    from wheelforge.variants.properties import flatten
+    from wheelforge.variants_file import write_variants_json
+
+    meta = from_json(_legacy_static_file(feature, prop), source="legacy")
+    config = replace(meta, variants={})
+    links = tmp_path / "links"
+    links.mkdir()
+    plain = build_plain_wheel(tmp_path)
+    for label, nested in LEGACY_STATIC_VARIANTS.items():
+        request = TagRequest(
+            properties=frozenset(flatten(nested)),
+            label=label,
+            config=config,
+            schema=Schema.LEGACY_V0_0_3,
+        )
+        tag_wheel(plain, links, request)
+    write_variants_json(links, Schema.LEGACY_V0_0_3)
+    written = json.loads((links / "demo-1.0-variants.json").read_text())["default-priorities"]
+    assert written.get("property", {}) == prop
+    # blas's static order (two features, and legacy has no feature-order) follows the
+    # explicit priorities
+    assert written["feature"]["blas"][: len(feature.get("blas", []))] == feature.get("blas", [])
+
+    code, out, err = cli("select", "demo", "--find-links", links, "--json")
+    assert code == 0, err
+    chosen = json.loads(out)["chosen"]
+
+    model = ConfigModel(
+        namespace_priorities=[], feature_priorities=feature, property_priorities=prop
+    )
+    monkeypatch.setattr(VariantConfiguration, "get_config", classmethod(lambda cls: model))
+    theirs = api.get_variants_by_priority(variants_json=to_json(meta, Schema.PROVIDERS_V0_2_0))
+    assert chosen == f"demo-1.0-py3-none-any-{theirs[0].label}.whl"
+
+
+_FEATURES = {"ns_a": {"f1": ["a", "b", "c"], "f2": ["x", "y"]}, "ns_b": {"g1": ["p", "q", "r"]}}
+_ALL_PROPS = [(ns, f, v) for ns, fs in _FEATURES.items() for f, vs in fs.items() for v in vs]
+
+
+@st.composite
+def _legacy_rankings(draw: st.DrawFn) -> tuple[Any, ...]:
+    variants = draw(
+        st.lists(
+            st.sets(st.sampled_from(_ALL_PROPS), min_size=1, max_size=4),
+            min_size=1,
+            max_size=8,
+            unique_by=lambda s: tuple(sorted(s)),
+        )
+    )
+
+    def prefix(items: list[str]) -> list[str]:
+        order = draw(st.permutations(items))
+        return list(order[: draw(st.integers(0, len(order)))])
+
+    feature = {ns: prefix(list(fs)) for ns, fs in _FEATURES.items()}
+    prop = {ns: {f: prefix(vs) for f, vs in fs.items()} for ns, fs in _FEATURES.items()}
+    return variants, feature, prop
+
+
+@settings(max_examples=150, deadline=None)
+@given(_legacy_rankings())
+def test_legacy_priorities_rank_as_variantlib_for_any_ordering(case: tuple[Any, ...]) -> None:
+    from variantlib.resolver.lib import sort_and_filter_supported_variants
+
+    from wheelforge.variants.providers import Provider
+    from wheelforge.variants.ranking import rank
+
+    variant_sets, feature, prop = case
+    labels = {f"l{i}": props for i, props in enumerate(variant_sets)}
+    meta = VariantMetadata(
+        tuple(_FEATURES),
+        {
+            ns: Provider(static_properties=tuple((f, tuple(vs)) for f, vs in fs.items()))
+            for ns, fs in _FEATURES.items()
+        },
+        {label: frozenset(VariantProperty(*p) for p in props) for label, props in labels.items()},
+        feature_priorities={ns: tuple(fs) for ns, fs in feature.items() if fs},
+        property_priorities={
+            ns: {f: tuple(vs) for f, vs in fs.items() if vs} for ns, fs in prop.items()
+        },
+    )
+    ours = [r.label for r in rank(meta, {}) if r.compatible]
+    theirs = sort_and_filter_supported_variants(
+        [
+            VariantDescription([VLProperty(*p) for p in props], label=label)
+            for label, props in labels.items()
+        ],
+        [VLProperty(*p) for p in _ALL_PROPS],
+        namespace_priorities=list(_FEATURES),
+        feature_priorities={ns: list(fs) for ns, fs in feature.items()},
+        property_priorities={ns: {f: list(v) for f, v in fs.items()} for ns, fs in prop.items()},
+        filter_values=True,
+    )
+    assert ours == [v.label for v in theirs if v.properties]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -285,3 +286,25 @@ def test_config_table_uses_presets_and_checks_keys() -> None:
         config_from_table(
             {"default-priorities": {"namespace": ["x86_64"]}, "providerz": {}}, source="m.toml"
         )
+
+
+def test_legacy_output_keeps_a_static_providers_feature_order() -> None:
+    """Legacy static properties have no feature-order and dumps sorts their keys: the
+    order goes to default-priorities.feature, after explicit priorities, so the file
+    read back ranks as before."""
+    from wheelforge.variants.ranking import rank
+
+    meta = from_json(PROVIDERS, source="x")  # vendor: feature-order omp, blas
+    written = json.loads(dumps(meta, Schema.LEGACY_V0_0_3))
+    assert written["default-priorities"]["feature"] == {"vendor": ["omp", "blas"]}
+    assert list(written["static-properties"]["vendor"]) == ["blas", "omp"]  # sorted
+    again = loads(dumps(meta, Schema.LEGACY_V0_0_3), source="y")
+    variants = {
+        "blas": frozenset({VariantProperty.parse("vendor :: blas :: mkl")}),
+        "omp": frozenset({VariantProperty.parse("vendor :: omp :: gnu")}),
+    }
+    order = [[r.label for r in rank(replace(m, variants=variants), {})] for m in (meta, again)]
+    assert order[0] == order[1] == ["omp", "blas"]
+    explicit = replace(meta, feature_priorities={"vendor": ("blas",)})
+    written = json.loads(dumps(explicit, Schema.LEGACY_V0_0_3))
+    assert written["default-priorities"]["feature"] == {"vendor": ["blas", "omp"]}

@@ -181,3 +181,27 @@ def test_x86_64_level_from_cpu_flags(flags: str, level: int) -> None:
         supported.x86_64_level(supported.cpuinfo_flags(f"processor: 0\nflags\t: {flags}\n"))
         == level
     )
+
+
+def test_legacy_priorities_reorder_features_then_values() -> None:
+    from wheelforge.variants.ranking import with_priorities
+
+    support = {"ns": {"a": ["1", "2", "3"], "b": ["x", "y"], "c": ["p"]}}
+    ordered = with_priorities(support, {"ns": ["c", "zz", "b"]}, {"ns": {"a": ["3", "9", "2"]}})
+    assert list(ordered["ns"]) == ["c", "b", "a"]  # listed first, then the provider's order
+    assert ordered["ns"]["a"] == ["3", "2", "1"]  # an unsupported listed value changes nothing
+    assert ordered["ns"]["b"] == ["x", "y"]
+
+
+def test_legacy_feature_priority_decides_the_winner() -> None:
+    cu, sm = props(CU + "12.8"), props(SM + "90_real")
+    plain = VariantMetadata(("nvidia",), {"nvidia": PRESETS["nvidia"]}, {"cu": cu, "sm": sm})
+    assert [r.label for r in rank(plain, H100_DRIVER_128)] == ["cu", "sm"]
+    legacy = VariantMetadata(
+        ("nvidia",),
+        {"nvidia": PRESETS["nvidia"]},
+        {"cu": cu, "sm": sm, "cu126": props(CU + "12.6")},
+        feature_priorities={"nvidia": ("sm_arch",)},
+        property_priorities={"nvidia": {"cuda_version_lower_bound": ("12.6",)}},
+    )
+    assert [r.label for r in rank(legacy, H100_DRIVER_128)] == ["sm", "cu126", "cu"]

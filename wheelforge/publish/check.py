@@ -33,6 +33,7 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
 from wheelforge.compress import default_jobs, zstd_allowed
 from wheelforge.errors import InvalidInput
+from wheelforge.formats import parse_json
 from wheelforge.isa import (
     BASELINE,
     Declaration,
@@ -45,6 +46,7 @@ from wheelforge.paths import inside
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.repair import classify as classify_library
+from wheelforge.variants import installer_rules
 from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.labels import NULL_LABEL
 from wheelforge.variants.lint import (
@@ -245,8 +247,24 @@ def _read_wheel(
         _check_compression(facts, wheel)
         _check_variant_json(facts, wheel)
         _check_metadata(facts, wheel.core_metadata(), "METADATA")
+        for rejection in installer_rules.marker_rejections(
+            (facts.metadata or {}).get("requires_dist", [])
+        ):
+            facts.error("uv", f"METADATA: {rejection.line(_PICKED)}")
         facts.findings += fallback_requirement_findings(facts)
         _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
+
+
+_PICKED = "this release on machines where it picks this wheel"
+
+
+def uv_rejections(data: bytes, *, source: str) -> tuple[installer_rules.Rejection, ...]:
+    """What uv 0.13.8 refuses in a variant metadata file (nothing if it is not JSON:
+    wheelforge's own reader says so)."""
+    try:
+        return installer_rules.metadata_rejections(parse_json(data, source=source))
+    except InvalidInput:
+        return ()
 
 
 def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
@@ -275,6 +293,10 @@ def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
 def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
     label = wheel.filename.label
     inner = wheel.dist_info_path(VARIANT_JSON)
+    if label is not None and wheel.member(inner) is not None:
+        with contextlib.suppress(InvalidInput):  # unreadable: reported just below
+            for rejection in uv_rejections(wheel.read(inner), source=inner):
+                facts.error("uv", f"{inner}: {rejection.line(_PICKED)}")
     try:
         meta = wheel.variant_metadata()
     except InvalidInput as err:
@@ -783,13 +805,18 @@ def _check_variants_file(
             )
         ]
     name = variants_file.name
+    data = variants_file.path.read_bytes()
+    rejected = [
+        Finding(Severity.ERROR, name, "uv", rejection.line("this release"))
+        for rejection in uv_rejections(data, source=name)
+    ]
     try:
-        actual = loads(variants_file.path.read_bytes(), source=name)
+        actual = loads(data, source=name)
     except InvalidInput as err:
-        return [Finding(Severity.ERROR, name, "variants-file", err.message)]
+        return [*rejected, Finding(Severity.ERROR, name, "variants-file", err.message)]
     if expected is None:
         expected = VariantMetadata(namespace_priorities=())
-    return [
+    return rejected + [
         Finding(Severity.ERROR, name, "variants-file", diff)
         for diff in differences(actual, expected)
     ]

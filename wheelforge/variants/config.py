@@ -17,7 +17,9 @@ def default_config() -> VariantMetadata:
 def config_from_table(table: Any, *, source: str) -> VariantMetadata:
     """Read a ``[variant]`` table: ``default-priorities.namespace`` and ``providers``.
 
-    A namespace listed without a ``providers`` entry gets its preset.
+    A namespace listed without a ``providers`` entry gets its preset. A provider with
+    variantlib's ``build-requires`` (an ahead-of-time plugin) is refused: see
+    :func:`build_requires_refused`.
     """
     if not isinstance(table, dict):
         raise InvalidInput(f"{source}: variant: expected a table")
@@ -46,6 +48,9 @@ def config_from_table(table: Any, *, source: str) -> VariantMetadata:
     if not isinstance(providers, dict):
         raise InvalidInput(f"{source}: variant.providers: expected a table")
     providers = dict(providers)
+    for namespace, entry in providers.items():
+        if isinstance(entry, dict) and "build-requires" in entry:
+            raise build_requires_refused(source, str(namespace))
     for namespace in namespaces:
         if namespace not in providers and isinstance(namespace, str):
             if namespace not in PRESETS:
@@ -66,6 +71,24 @@ def config_from_table(table: Any, *, source: str) -> VariantMetadata:
     except InvalidInput as err:
         message = err.message.replace(f"{source}: ", f"{source}: variant.", 1)
         raise InvalidInput(message) from None
+
+
+def build_requires_refused(source: str, namespace: str) -> InvalidInput:
+    """variantlib 0.2.2's ahead-of-time plugins: refused, with what to write instead.
+
+    variantlib runs such a plugin when it builds a wheel and writes what it reports
+    (``get_supported_configs`` on the build machine) as the provider's
+    ``static-properties``; the published files may not carry ``build-requires``
+    (variantlib cannot write it into JSON, uv 0.13.8 refuses the release). wheelforge
+    runs no plugin at build time, so the static properties are written by hand."""
+    key = f"variant.providers.{namespace}"
+    return InvalidInput(
+        f"{source}: {key}.build-requires: ahead-of-time plugins (variantlib's "
+        "build-requires) are not run by wheelforge",
+        hint=f"write what the plugin reports on the build machine as {key}.static-properties "
+        "(values best first; feature-order with two or more features): that is what "
+        "variantlib expands build-requires to in the wheels it builds",
+    )
 
 
 def _preset_json(namespace: str) -> dict[str, Any]:

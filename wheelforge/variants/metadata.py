@@ -358,10 +358,9 @@ def to_json(meta: VariantMetadata, schema: Schema = Schema.PROVIDERS_V0_2_0) -> 
     if schema is Schema.PROVIDERS_V0_2_0:
         out["providers"] = {ns: _provider_json(p) for ns, p in meta.providers.items()}
     elif schema is Schema.LEGACY_V0_0_3:
-        if meta.feature_priorities:
-            out["default-priorities"]["feature"] = {
-                ns: list(features) for ns, features in meta.feature_priorities.items()
-            }
+        feature_priorities = _legacy_feature_priorities(meta)
+        if feature_priorities:
+            out["default-priorities"]["feature"] = feature_priorities
         if meta.property_priorities:
             out["default-priorities"]["property"] = {
                 ns: {f: list(values) for f, values in features.items()}
@@ -377,6 +376,20 @@ def to_json(meta: VariantMetadata, schema: Schema = Schema.PROVIDERS_V0_2_0) -> 
             out["static-properties"] = static
     out["variants"] = variants
     return out
+
+
+def _legacy_feature_priorities(meta: VariantMetadata) -> dict[str, list[str]]:
+    """``default-priorities.feature`` for a legacy file. Legacy static properties have no
+    ``feature-order``: their features are ordered by their keys, which :func:`dumps`
+    sorts. So a static provider's order (two or more features) is written here, after
+    any explicit priorities for its namespace, ranking as before."""
+    written = {ns: list(features) for ns, features in meta.feature_priorities.items()}
+    for namespace, provider in meta.providers.items():
+        features = [feature for feature, _ in provider.static_properties]
+        if len(features) > 1:
+            listed = written.setdefault(namespace, [])
+            listed += [feature for feature in features if feature not in listed]
+    return written
 
 
 def dumps(meta: VariantMetadata, schema: Schema = Schema.PROVIDERS_V0_2_0) -> str:

@@ -41,6 +41,35 @@ class Ranked:
         return (0, (*self.keys, _LAST), self.label)
 
 
+def with_priorities(
+    supported: Supported,
+    feature_priorities: Mapping[str, Sequence[str]],
+    property_priorities: Mapping[str, Mapping[str, Sequence[str]]],
+) -> dict[str, dict[str, Sequence[str]]]:
+    """Reorder what a machine supports by explicit (legacy v0.0.3) priorities, as
+    variantlib's sort does: in a namespace, the features listed in
+    ``feature_priorities`` come first in that order, then the others in the provider's
+    order; in a feature, the values listed in ``property_priorities`` come first, then
+    the other supported values in the provider's order. A listed feature or value the
+    machine does not support changes nothing."""
+    ordered: dict[str, dict[str, Sequence[str]]] = {}
+    for namespace, features in supported.items():
+        explicit = list(feature_priorities.get(namespace, ()))
+        names = sorted(
+            features,
+            key=lambda f: explicit.index(f) if f in explicit else len(explicit),
+        )
+        value_order = property_priorities.get(namespace, {})
+        ordered[namespace] = {}
+        for feature in names:
+            first = list(value_order.get(feature, ()))
+            ordered[namespace][feature] = sorted(
+                features[feature],
+                key=lambda v: first.index(v) if v in first else len(first),
+            )
+    return ordered
+
+
 def with_static_providers(
     meta: VariantMetadata, supported: Supported
 ) -> dict[str, dict[str, Sequence[str]]]:
@@ -91,6 +120,8 @@ def rank(
     ``plain`` adds a plain wheel (label ``None``), which ranks after the null variant.
     """
     support = with_static_providers(meta, supported)
+    if meta.feature_priorities or meta.property_priorities:
+        support = with_priorities(support, meta.feature_priorities, meta.property_priorities)
     candidates = [
         evaluate(label, props, namespace_order(meta.namespace_priorities), support)
         for label, props in meta.variants.items()
