@@ -827,6 +827,12 @@ def test_select_over_a_legacy_release_picks_variantlibs_first(
     code, out, err = cli("select", "demo", "--find-links", links, "--json")
     assert code == 0, err
     chosen = json.loads(out)["chosen"]
+    # ... and select says that uv 0.13.8 refuses this release as a whole
+    assert any(
+        note.startswith("uv 0.13.8 would reject this release (demo-1.0-variants.json")
+        and "default-priorities.feature" in note
+        for note in json.loads(out)["notes"]
+    ), out
 
     model = ConfigModel(
         namespace_priorities=[], feature_priorities=feature, property_priorities=prop

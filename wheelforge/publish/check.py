@@ -33,7 +33,6 @@ from packaging.utils import canonicalize_name, canonicalize_version
 from wheelforge.build.manifest import MANIFEST_NAME, read_manifest
 from wheelforge.compress import default_jobs, zstd_allowed
 from wheelforge.errors import InvalidInput
-from wheelforge.formats import parse_json
 from wheelforge.isa import (
     BASELINE,
     Declaration,
@@ -258,15 +257,6 @@ def _read_wheel(
 _PICKED = "this release on machines where it picks this wheel"
 
 
-def uv_rejections(data: bytes, *, source: str) -> tuple[installer_rules.Rejection, ...]:
-    """What uv 0.13.8 refuses in a variant metadata file (nothing if it is not JSON:
-    wheelforge's own reader says so)."""
-    try:
-        return installer_rules.metadata_rejections(parse_json(data, source=source))
-    except InvalidInput:
-        return ()
-
-
 def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
     zstd_members = []
     for member in wheel.members.values():
@@ -295,7 +285,7 @@ def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
     inner = wheel.dist_info_path(VARIANT_JSON)
     if label is not None and wheel.member(inner) is not None:
         with contextlib.suppress(InvalidInput):  # unreadable: reported just below
-            for rejection in uv_rejections(wheel.read(inner), source=inner):
+            for rejection in installer_rules.file_rejections(wheel.read(inner), source=inner):
                 facts.error("uv", f"{inner}: {rejection.line(_PICKED)}")
     try:
         meta = wheel.variant_metadata()
@@ -808,7 +798,7 @@ def _check_variants_file(
     data = variants_file.path.read_bytes()
     rejected = [
         Finding(Severity.ERROR, name, "uv", rejection.line("this release"))
-        for rejection in uv_rejections(data, source=name)
+        for rejection in installer_rules.file_rejections(data, source=name)
     ]
     try:
         actual = loads(data, source=name)

@@ -23,6 +23,7 @@ from packaging.version import InvalidVersion, Version
 from wheelforge.errors import InvalidInput
 from wheelforge.select.machine import Machine, optional_off, without_providers
 from wheelforge.simple_api import ProjectFile
+from wheelforge.variants import installer_rules
 from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.metadata import VariantMetadata, loads
 from wheelforge.variants.ranking import Ranked, Supported, rank
@@ -176,8 +177,9 @@ def _select_wheel(
             if _fits(wheel, python_version) and _best_tag(name, tag_rank) is not None
         ]  # fmt: skip
         meta_file = variants_files.get(version)
-        meta = _read_variants(meta_file, read) if meta_file is not None else None
+        meta, uv_notes = _read_variants(meta_file, read) if meta_file else (None, [])
         supported, notes = machine.for_release(meta)
+        notes += uv_notes
         off = optional_off(meta, machine.enabled_optional)
         notes += _schema_notes(meta, meta_file)
         selection = _select_version(
@@ -288,8 +290,15 @@ def _variants_files(files: Sequence[ProjectFile], project: str) -> dict[Version,
     return found
 
 
-def _read_variants(file: ProjectFile, read: Callable[[ProjectFile], bytes]) -> VariantMetadata:
-    return loads(read(file), source=file.url)
+def _read_variants(
+    file: ProjectFile, read: Callable[[ProjectFile], bytes]
+) -> tuple[VariantMetadata, list[str]]:
+    """The variants file, and a note per thing in it that makes uv 0.13.8 refuse the
+    whole release (wheelforge reads it, as variantlib does, but uv installs nothing)."""
+    data = read(file)
+    meta = loads(data, source=file.url)
+    scope = f"this release ({file.filename}; uv installs nothing from it)"
+    return meta, [r.line(scope) for r in installer_rules.file_rejections(data, source=file.url)]
 
 
 def _fits(file: ProjectFile, python_version: Version) -> bool:

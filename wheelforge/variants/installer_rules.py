@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wheelforge.errors import InvalidInput
+from wheelforge.formats import parse_json
 from wheelforge.variants.labels import LABEL_PATTERN, NULL_LABEL
 from wheelforge.variants.properties import NAME_PATTERN, VALUE_PATTERN
 
@@ -60,6 +62,15 @@ class Rejection:
     def line(self, scope: str) -> str:
         """``scope``: what fails, e.g. ``"this release"``."""
         return f"{INSTALLER} would reject {scope}: {self.key}: {self.reason}"
+
+
+def file_rejections(data: bytes, *, source: str) -> tuple[Rejection, ...]:
+    """What uv 0.13.8 refuses in a variant metadata file's bytes (nothing if it is not
+    JSON: wheelforge's own reader says so)."""
+    try:
+        return metadata_rejections(parse_json(data, source=source))
+    except InvalidInput:
+        return ()
 
 
 def metadata_rejections(data: Any) -> tuple[Rejection, ...]:
