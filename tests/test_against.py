@@ -23,6 +23,7 @@ from tests.test_publish import (
     run,
 )
 from wheelforge.cli import main
+from wheelforge.simple_api import JSON_CONTENT_TYPE as JSON
 from wheelforge.tag import TagRequest, tag_wheel
 from wheelforge.variants.properties import VariantProperty
 
@@ -220,3 +221,49 @@ def test_a_bad_against_url_is_refused_before_anything(url: str, tmp_path: Path, 
         assert code == 2 and err.startswith("error: --against ")
         assert "hunter22" not in out + err
         assert not (tmp_path / "site").exists()
+
+
+def test_each_page_is_read_once_and_progress_is_reported(tmp_path: Path) -> None:
+    """Forty requirements, two wheels naming each: forty-one pages read once each."""
+    from tests.test_remote import servers
+    from wheelforge.publish.against import check_against
+    from wheelforge.publish.release import artifacts_in
+
+    names = [f"dep-{i:02d}" for i in range(40)]
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    plain = build_plain_wheel(dist, metadata_extra=META, requires=tuple(names))
+    prop = VariantProperty.parse("nvidia :: cuda_version_lower_bound :: 12.0")
+    tag_wheel(plain, dist, TagRequest(properties=frozenset({prop}), label="cu120"))
+    page = b'{"meta": {"api-version": "1.0"}, "name": "x", "files": []}'
+    known = b'<a href="x-1.0.tar.gz#sha256=' + b"0" * 64 + b'">x</a>'
+    seen: list[tuple[int, int]] = []
+    with servers(1) as (index,):
+        for name in names[:-1]:  # the last one is unknown
+            index.routes[f"/simple/{name}/"] = (200, {"Content-Type": "text/html"}, known)
+        index.routes["/simple/demo/"] = (200, {"Content-Type": JSON}, page)
+        findings = check_against(
+            artifacts_in(dist),
+            [index.url + "/simple/"],
+            jobs=4,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        paths = sorted(path for _, path, _ in index.seen)
+    assert paths == sorted({f"/simple/{name}/" for name in [*names, "demo"]})
+    assert seen[-1] == (41, 41) and len(seen) == 41
+    (finding,) = findings
+    assert f"requires {names[-1]}, which" in finding.message
+    assert "(and 1 more wheels)" in finding.message
+
+
+def test_a_malformed_page_is_one_error_line(tmp_path: Path, cli: Cli) -> None:
+    from tests.test_remote import servers
+
+    dist = variant_release(tmp_path, kernels=False)
+    with servers(1) as (index,):
+        index.routes["/simple/demo/"] = (200, {"Content-Type": JSON}, b"{not json")
+        code, out, err = cli("check", dist, "--against", index.url + "/simple/")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: --against {index.url}/simple/: ")
+    assert "not a PEP 691 project page" in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
