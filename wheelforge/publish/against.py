@@ -132,6 +132,7 @@ def check_against(
     ``same_names`` the release's own pages are not read (``publish``'s plan of an upload
     target has compared its files already): only the requirements are checked."""
     cache = cache or PageCache(auth)
+    indexes = list(dict.fromkeys(indexes))  # one index given twice: its findings once
     files = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
     projects = sorted({a.project for a in files}) if same_names or published_there else []
     requirements = requirement_names(files)
