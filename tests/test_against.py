@@ -149,6 +149,8 @@ def test_a_requirement_only_the_variant_index_serves_is_refused(
     assert "dependency confusion" in finding["message"]
     # publish to the public index runs the same check first and uploads nothing
     before = pypiserver.files()
+    code, _, err = cli("publish", dist, "--to", pypiserver.url, "--dry-run")
+    assert code == 2 and f"requires {KERNELS}" in err  # a dry run says so too
     result = run("publish", dist, "--to", pypiserver.url, env=credentials())
     assert result.returncode == 2, result.stderr
     assert f"requires {KERNELS}" in result.stderr and "nothing was sent" in result.stderr
