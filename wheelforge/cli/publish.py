@@ -29,6 +29,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     )
     check.add_argument("dist", type=Path, metavar="DIST")
     _add_check_options(check)
+    _add_against_option(check)
+    check.add_argument(
+        "--published-there",
+        action="store_true",
+        help="the plain wheels and sdist are published on each --against index: the project "
+        "and each of those files must be there",
+    )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
 
     index = sub.add_parser(
@@ -94,6 +101,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
         "(default: URL/simple/, or PyPI's)",
     )
     pub.add_argument("--dry-run", action="store_true", help="show what would be sent")
+    _add_against_option(pub)
     _add_check_options(pub)
     _add_schema_option(pub)
     pub.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -104,6 +112,40 @@ def _add_schema_option(parser: argparse.ArgumentParser) -> None:
     from wheelforge.cli import add_schema_option
 
     add_schema_option(parser, what="variants files made from the wheels")
+
+
+def _add_against_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a simple-index root (e.g. https://pypi.org/simple/) to check the set against: "
+        "same-name files must have the same sha256, every Requires-Dist name must exist "
+        "there (repeatable; docs/publishing.md)",
+    )
+
+
+def _run_against(args: argparse.Namespace, report: CheckReport) -> CheckReport:
+    """``report`` with the --against findings added (``check`` only)."""
+    import dataclasses
+
+    from wheelforge.publish.against import check_against
+
+    if not args.against:
+        return report
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(done: int, total: int) -> None:
+        sys.stderr.write(f"\rreading index pages {done}/{total}" + ("\n" if done == total else ""))
+
+    findings = check_against(
+        report.artifacts,
+        args.against,
+        published_there=args.published_there,
+        progress=progress if show else None,
+    )
+    return dataclasses.replace(report, findings=report.findings + tuple(findings))
 
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
@@ -177,9 +219,14 @@ def size_limit(megabytes: float, option: str = "--max-size-mb") -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from wheelforge.publish.against import check_against_url
     from wheelforge.publish.check import severities
 
-    report = run_check(args, quiet=args.json)
+    for url in args.against:
+        check_against_url(url)
+    if args.published_there and not args.against:
+        raise InvalidInput("--published-there: give the index with --against URL")
+    report = _run_against(args, run_check(args, quiet=args.json))
     if args.json:
         emit_json(report.to_json())
         return 0 if report.ok else 1
@@ -256,9 +303,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from wheelforge.publish.against import check_against_url
     from wheelforge.publish.publisher import check_targets, publish
 
     check_targets(args.targets, args.simple_url)
+    for url in args.against:
+        check_against_url(url)
     report, artifacts = _checked(args)
 
     def progress(target: str, file: str, what: str) -> None:
@@ -273,6 +323,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         simple_url=args.simple_url,
         schema=args.schema,
         progress=None if args.json else progress,
+        against=args.against,
     )
     if args.json:
         emit_json(result.to_json())

@@ -172,6 +172,7 @@ def publish(
     simple_url: str | None = None,
     schema: Schema = Schema.PROVIDERS_V0_2_0,
     progress: Progress | None = None,
+    against: Sequence[str] = (),
 ) -> PublishReport:
     if not targets:
         raise InvalidInput("publish: give at least one --to TARGET")
@@ -184,6 +185,7 @@ def publish(
         else:
             plans.append((target.name, target, _plan_upload(target, artifacts, schema)))
     _note_unsent_variants(result, plans)
+    _verify_against(artifacts, [t for _, t, _ in plans if isinstance(t, UploadTarget)], against)
     state = _State(dist)
     for name, _, plan in plans:
         result.actions += [action for _, action in plan]
@@ -215,6 +217,28 @@ def publish(
                     progress(name, step.artifact.name, "uploaded")
     result.actions = [action for _, _, plan in plans for _, action in plan]
     return result
+
+
+def _verify_against(
+    artifacts: Sequence[Artifact], uploads: Sequence[UploadTarget], against: Sequence[str]
+) -> None:
+    """Before anything is sent: the set against each upload target's simple index (with
+    twine's credentials) and each --against index; any error stops publish here. A
+    static-site target is the variant index itself: checking it against itself proves
+    nothing (its same-name files are refused by the plan already)."""
+    from wheelforge.publish.against import check_against
+    from wheelforge.publish.upload import credentials
+
+    simple = [t.simple_url for t in uploads]  # their files: compared by the plan already
+    findings = check_against(artifacts, simple, same_names=False, auth=credentials())
+    findings += check_against(artifacts, list(against))
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise CheckFailed(
+            f"{len(errors)} --against errors, nothing was sent (first: {errors[0].file}: "
+            f"{errors[0].message})",
+            hint="run 'wheelforge check DIST --against URL' for every finding",
+        )
 
 
 def check_targets(targets: Sequence[str], simple_url: str | None) -> None:

@@ -88,13 +88,14 @@ def remote_files(target: UploadTarget, project: str) -> dict[str, str | None]:
     """The files the index lists for ``project``: filename -> sha256 (None if it gives
     no sha256). A project the index does not know yet has none."""
     try:
-        listed = read_project_page(target.simple_url, project, auth=_credentials())
+        listed = read_project_page(target.simple_url, project, auth=credentials())
     except IndexUnavailable as err:
         raise UploadFailed(f"{target.name}: {err.message}") from None
     return {f.filename: f.sha256 for f in listed}
 
 
-def _credentials() -> tuple[str, str] | None:
+def credentials() -> tuple[str, str] | None:
+    """twine's credentials from the environment, to read a private index's pages."""
     user, password = os.environ.get("TWINE_USERNAME"), os.environ.get("TWINE_PASSWORD")
     return (user, password) if user and password else None
 
