@@ -305,10 +305,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from wheelforge.publish.instructions import install_instructions, simple_root
-    from wheelforge.publish.publisher import check_targets, publish, site_targets
+    from wheelforge.publish.publisher import (
+        check_targets,
+        publish,
+        refuse_links_without_site,
+        site_targets,
+    )
 
     check_targets(args.targets, args.simple_url)
     links = project_links(args)
+    refuse_links_without_site(args.targets, links)
     if args.public_url is not None:
         simple_root(args.public_url)  # refuse a malformed one before the check
     report, artifacts = _checked(args)

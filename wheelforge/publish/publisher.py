@@ -219,6 +219,7 @@ def publish(
         raise InvalidInput("publish: give at least one --to TARGET")
     result = PublishReport(report, dry_run=dry_run)
     per_project = links_for(artifacts, links)
+    refuse_links_without_site(targets, links)
     plans: list[tuple[str, Site | UploadTarget, list[tuple[Step, Action]]]] = []
     for text in targets:  # plan every target before anything is sent anywhere
         target = _target(text, simple_url)
@@ -227,11 +228,6 @@ def publish(
         else:
             plans.append((target.name, target, _plan_upload(target, artifacts, schema)))
     _note_unsent_variants(result, plans)
-    if per_project and not any(isinstance(target, Site) for _, target, _ in plans):
-        raise InvalidInput(
-            "--tracks/--alternate-location: PEP 708 links are written on a static site's "
-            "pages; add --to SITE (an upload index sets its own)"
-        )
     for _, target, _ in plans:
         if isinstance(target, Site):
             _note_replaced(target, per_project, result.notes)
@@ -276,6 +272,14 @@ def check_targets(targets: Sequence[str], simple_url: str | None) -> None:
         check_url("--simple-url", simple_url, instead=CREDENTIALS_INSTEAD)
     for text in targets:
         _target(text, simple_url)
+
+
+def refuse_links_without_site(targets: Sequence[str], links: ProjectLinks | None) -> None:
+    if links and not site_targets(targets):
+        raise InvalidInput(
+            "--tracks/--alternate-location: PEP 708 links are written on a static site's "
+            "pages; add --to SITE (an upload index sets its own)"
+        )
 
 
 def site_targets(targets: Sequence[str]) -> list[str]:
