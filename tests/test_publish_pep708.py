@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.installers import clean_env, selected
+from tests.installers import clean_env, pip_install, selected
 from tests.test_index import Cli, html_only, release
 from wheelforge.publish.serve import serving
 
@@ -231,3 +231,18 @@ def test_the_printed_uv_command_and_config_install_the_variant(
         assert result.returncode == 0, result.stderr
         assert selected(result.stderr, "demo") == "demo-1.0-py3-none-any-null.whl"
         assert url in result.stderr  # read from the pinned index
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("served", ["json", "html"])
+def test_pip_installs_the_fallback_from_pages_with_links(
+    tmp_path: Path, cli: Cli, served: str
+) -> None:
+    site = tmp_path / "site"
+    assert cli("index", release(tmp_path), "--out", site, "--tracks", PYPI_DEMO)[0] == 0
+    server = serving(site) if served == "json" else html_only(site)
+    target = tmp_path / "target"
+    with server as url:
+        result = pip_install(target, url, "demo", clean_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (target / "demo" / "__init__.py").read_text() == "BUILT_FOR = 'plain'\n"
