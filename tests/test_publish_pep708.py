@@ -246,3 +246,57 @@ def test_pip_installs_the_fallback_from_pages_with_links(
         result = pip_install(target, url, "demo", clean_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (target / "demo" / "__init__.py").read_text() == "BUILT_FOR = 'plain'\n"
+
+
+@pytest.mark.slow
+def test_the_pinned_config_takes_no_other_name_from_the_variant_index(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """Dependency confusion: the variant index also serves ``other`` 9.9 (planted), the
+    public index ``other`` 1.0. The printed pyproject configuration (explicit, pinned)
+    takes ``other`` from the public index; the one-off command line, which puts the
+    variant index first for every name, takes the planted one (as docs/publishing.md
+    says)."""
+    variants, public = tmp_path / "variants", tmp_path / "public"
+    assert cli("index", release(tmp_path), "--out", variants, "--tracks", PYPI_DEMO)[0] == 0
+    assert cli("index", release(tmp_path, "other", "9.9"), "--out", variants)[0] == 0
+    assert cli("index", release(tmp_path, "other", "1.0"), "--out", public)[0] == 0
+    uv = str(BIN / "uv")
+    with serving(variants) as url, serving(public) as public_url:
+        code, out, err = cli("publish", release(tmp_path / "again"), "--to", variants,
+                             "--public-url", url, "--json")  # fmt: skip
+        assert code == 0, err
+        (install,) = json.loads(out)["install"]
+        project = tmp_path / "app"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(
+            '[project]\nname = "app"\nversion = "0"\ndependencies = ["demo", "other"]\n\n'
+            + install["pyproject"]
+        )
+        env = clean_env(tmp_path / "toml")
+        del env["UV_NO_CONFIG"]
+        venv = tmp_path / "venv"
+        subprocess.run(
+            [uv, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+        )
+        python = str(venv / "bin" / "python")
+        pinned = subprocess.run(
+            [uv, "pip", "install", "-v", "--preview-features", "wheel-variants", "--python",
+             python, "--default-index", public_url, "-r", "pyproject.toml"],
+            cwd=project, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert pinned.returncode == 0, pinned.stderr
+        assert selected(pinned.stderr, "demo") == "demo-1.0-py3-none-any-null.whl"
+        assert selected(pinned.stderr, "other").startswith("other-1.0-")
+        # the command line, as printed, with the public index as the default
+        env = clean_env(tmp_path / "cmd")
+        venv = tmp_path / "venv2"
+        subprocess.run(
+            [uv, "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+        )
+        command = shlex.split(install["command"])
+        command = [uv, *command[1:3], "-v", "--python", str(venv / "bin" / "python"),
+                   "--default-index", public_url, *command[3:], "other"]  # fmt: skip
+        one_off = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        assert one_off.returncode == 0, one_off.stderr
+        assert selected(one_off.stderr, "other").startswith("other-9.9-")
