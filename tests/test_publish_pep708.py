@@ -135,6 +135,16 @@ def test_republishing_with_other_links_replaces_them_with_a_note(tmp_path: Path,
     assert code == 0, err
     assert pages(site, "demo")[0]["meta"] == {"api-version": "1.2", "tracks": [PYPI_DEMO]}
     assert "PEP 708 links replaced" in err
+    # --clear-links removes them: the pages are as without links again
+    code, _, err = cli("publish", dist, "--to", site, "--clear-links")
+    assert code == 0, err
+    data, head = pages(site, "demo")
+    assert data["meta"] == {"api-version": "1.1"}
+    assert "alternate-locations" not in data
+    assert head.meta == [("pypi:repository-version", "1.1")]
+    code, _, err = cli("index", dist, "--out", site, "--clear-links", "--tracks", PYPI_DEMO)
+    assert code == 2
+    assert "error: --clear-links: give it alone" in err
 
 
 def test_links_for_a_set_of_several_projects_are_refused(tmp_path: Path, cli: Cli) -> None:
@@ -145,7 +155,10 @@ def test_links_for_a_set_of_several_projects_are_refused(tmp_path: Path, cli: Cl
     code, _, err = cli("index", dist, "--out", site, "--no-check", "--tracks", PYPI_DEMO)
     assert code == 2
     assert not site.exists()
-    assert "error: --tracks/--alternate-location: the set holds 2 projects (demo, other)" in err
+    assert (
+        "error: --tracks/--alternate-location/--clear-links: the set holds 2 projects (demo, other)"
+        in err
+    )
 
 
 def test_links_without_a_site_target_are_refused(tmp_path: Path, cli: Cli) -> None:
@@ -154,7 +167,7 @@ def test_links_without_a_site_target_are_refused(tmp_path: Path, cli: Cli) -> No
         "--tracks", PYPI_DEMO, "--dry-run",
     )  # fmt: skip
     assert code == 2
-    assert "error: --tracks/--alternate-location: PEP 708 links are written on a static" in err
+    assert "error: --tracks/--alternate-location/--clear-links: PEP 708 links are written" in err
 
 
 def test_publish_prints_the_uv_configuration(tmp_path: Path, cli: Cli) -> None:

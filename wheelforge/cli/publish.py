@@ -127,11 +127,16 @@ def _add_link_options(parser: argparse.ArgumentParser) -> None:
         help="PEP 708: another index's page of the same project, whose files are part of "
         "it too (repeatable; replaces the links the pages had)",
     )
+    parser.add_argument(
+        "--clear-links",
+        action="store_true",
+        help="remove the PEP 708 links the project's pages carry",
+    )
 
 
 def project_links(args: argparse.Namespace) -> ProjectLinks | None:
-    """The PEP 708 links the options give (``None`` when none: the pages keep theirs);
-    each an http(s) URL without credentials."""
+    """The PEP 708 links the options give (``None`` when none: the pages keep theirs;
+    empty with ``--clear-links``); each an http(s) URL without credentials."""
     from wheelforge.publish.index import ProjectLinks
     from wheelforge.urls import check_url
 
@@ -140,6 +145,13 @@ def project_links(args: argparse.Namespace) -> ProjectLinks | None:
     alternates = [
         check_url("--alternate-location", url, instead=instead) for url in args.alternate_locations
     ]
+    if args.clear_links:
+        if tracks or alternates:
+            raise InvalidInput(
+                "--clear-links: give it alone, or --tracks/--alternate-location (which "
+                "replace the links)"
+            )
+        return ProjectLinks()
     if not tracks and not alternates:
         return None
     return ProjectLinks(tuple(dict.fromkeys(tracks)), tuple(dict.fromkeys(alternates)))

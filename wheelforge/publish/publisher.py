@@ -96,13 +96,13 @@ class IndexResult:
 
 def links_for(artifacts: Sequence[Artifact], links: ProjectLinks | None) -> dict[str, ProjectLinks]:
     """project -> the PEP 708 links to write: ``links`` name one project's pages, so a set
-    of several projects is refused (one line)."""
-    if not links:
+    of several projects is refused (one line). Empty ``links`` remove the page's."""
+    if links is None:
         return {}
     projects = sorted({a.project for a in artifacts})
     if len(projects) != 1:
         raise InvalidInput(
-            f"--tracks/--alternate-location: the set holds {len(projects)} projects "
+            f"--tracks/--alternate-location/--clear-links: the set holds {len(projects)} projects "
             f"({', '.join(projects) or 'none'}); PEP 708 links name one project's pages: "
             "publish each project with its own links"
         )
@@ -275,10 +275,10 @@ def check_targets(targets: Sequence[str], simple_url: str | None) -> None:
 
 
 def refuse_links_without_site(targets: Sequence[str], links: ProjectLinks | None) -> None:
-    if links and not site_targets(targets):
+    if links is not None and not site_targets(targets):
         raise InvalidInput(
-            "--tracks/--alternate-location: PEP 708 links are written on a static site's "
-            "pages; add --to SITE (an upload index sets its own)"
+            "--tracks/--alternate-location/--clear-links: PEP 708 links are written on a "
+            "static site's pages; add --to SITE (an upload index sets its own)"
         )
 
 
