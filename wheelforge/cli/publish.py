@@ -13,6 +13,7 @@ from wheelforge.render import emit_json, info, table
 
 if TYPE_CHECKING:
     from wheelforge.publish.check import CheckReport
+    from wheelforge.publish.index import ProjectLinks
     from wheelforge.publish.release import Artifact
 
 Handler = Callable[[argparse.Namespace], int]
@@ -49,6 +50,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     index.add_argument("dist", type=Path, metavar="DIST")
     index.add_argument("--out", type=Path, required=True, metavar="SITE")
     index.add_argument("--no-check", action="store_true", help="skip 'wheelforge check'")
+    _add_link_options(index)
     _add_check_options(index)
     _add_schema_option(index)
     index.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -102,10 +104,65 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
     )
     pub.add_argument("--dry-run", action="store_true", help="show what would be sent")
     _add_against_option(pub)
+    _add_link_options(pub)
+    pub.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="where the static site is served (its simple/ root, or the URL SITE is served "
+        "at), for the uv configuration printed after publishing (default: a placeholder)",
+    )
     _add_check_options(pub)
     _add_schema_option(pub)
     pub.add_argument("--json", action="store_true", help="print the result as JSON")
     return {"check": _cmd_check, "index": _cmd_index, "serve": _cmd_serve, "publish": _cmd_publish}
+
+
+def _add_link_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracks",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="PEP 708: the project's page on the index this one mirrors, e.g. "
+        "https://pypi.org/simple/NAME/ (repeatable; replaces the links the pages had)",
+    )
+    parser.add_argument(
+        "--alternate-location",
+        dest="alternate_locations",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="PEP 708: another index's page of the same project, whose files are part of "
+        "it too (repeatable; replaces the links the pages had)",
+    )
+    parser.add_argument(
+        "--clear-links",
+        action="store_true",
+        help="remove the PEP 708 links the project's pages carry",
+    )
+
+
+def project_links(args: argparse.Namespace) -> ProjectLinks | None:
+    """The PEP 708 links the options give (``None`` when none: the pages keep theirs;
+    empty with ``--clear-links``); each an http(s) URL without credentials."""
+    from wheelforge.publish.index import ProjectLinks
+    from wheelforge.urls import check_url
+
+    instead = "a PEP 708 link is public: give the URL without them"
+    tracks = [check_url("--tracks", url, instead=instead) for url in args.tracks]
+    alternates = [
+        check_url("--alternate-location", url, instead=instead) for url in args.alternate_locations
+    ]
+    if args.clear_links:
+        if tracks or alternates:
+            raise InvalidInput(
+                "--clear-links: give it alone, or --tracks/--alternate-location (which "
+                "replace the links)"
+            )
+        return ProjectLinks()
+    if not tracks and not alternates:
+        return None
+    return ProjectLinks(tuple(dict.fromkeys(tracks)), tuple(dict.fromkeys(alternates)))
 
 
 def _add_schema_option(parser: argparse.ArgumentParser) -> None:
@@ -261,13 +318,14 @@ def _checked(args: argparse.Namespace) -> tuple[CheckReport, list[Artifact]]:
 def _cmd_index(args: argparse.Namespace) -> int:
     from wheelforge.publish.publisher import index_release_set
 
+    links = project_links(args)
     if args.no_check:
         from wheelforge.publish.release import artifacts_in
 
         artifacts = artifacts_in(args.dist)
     else:
         _, artifacts = _checked(args)
-    result = index_release_set(artifacts, args.out, schema=args.schema)
+    result = index_release_set(artifacts, args.out, schema=args.schema, links=links)
     if args.json:
         emit_json(result.to_json())
         return 0
@@ -279,6 +337,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
         f"{args.out}: pages of {', '.join(result.projects) or 'no project'} updated; "
         f"serve it with 'wheelforge serve {args.out}'"
     )
+    for note in result.notes:
+        info(f"note: {note}")
     return 0
 
 
@@ -304,11 +364,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from wheelforge.publish.against import check_against_url
-    from wheelforge.publish.publisher import check_targets, publish
+    from wheelforge.publish.instructions import install_instructions, simple_root
+    from wheelforge.publish.publisher import (
+        check_targets,
+        publish,
+        refuse_links_without_site,
+        site_targets,
+    )
 
     check_targets(args.targets, args.simple_url)
+    links = project_links(args)
+    refuse_links_without_site(args.targets, links)
     for url in args.against:
         check_against_url(url)
+    if args.public_url is not None:
+        simple_root(args.public_url)  # refuse a malformed one before the check
     report, artifacts = _checked(args)
 
     def progress(target: str, file: str, what: str) -> None:
@@ -324,7 +394,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         schema=args.schema,
         progress=None if args.json else progress,
         against=args.against,
+        links=links,
     )
+    if site_targets(args.targets):  # how to install from the variant index
+        projects = sorted({a.project for a in artifacts})
+        result.install = [install_instructions(p, args.public_url) for p in projects]
     if args.json:
         emit_json(result.to_json())
         return 0
@@ -344,4 +418,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         info(f"note: {note}")
+    for instructions in result.install:
+        print()
+        print(instructions.text())
     return 0

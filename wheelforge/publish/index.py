@@ -11,7 +11,10 @@ Files are only ever added, under a path that names their content, so a page neve
 points at a file that changed under it. Pages are written into a copy of ``simple/``
 (unchanged pages hard-linked, so they stay untouched) which is then swapped in with
 one atomic ``renameat2(RENAME_EXCHANGE)``: a reader sees the old site or the new one.
-A project's ``index.json`` is also the site's record of what it holds.
+A project's ``index.json`` is also the site's record of what it holds, and of the PEP 708
+links its pages carry (``meta.tracks``, ``alternate-locations``): a later batch of the
+project keeps them unless it gives new ones, and a batch of another project never
+touches them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from wheelforge.publish.release import Artifact, Role, sha256_bytes, sha256_file
 from wheelforge.wheel.wheelfile import Wheel, parse_core_metadata
 
 API_VERSION = "1.1"
+PEP708_API_VERSION = "1.2"  # PEP 708: a page with tracks / alternate-locations says 1.2
 _LOCK_NAME = ".wheelforge.lock"
 _STAGING_NAME = ".simple.new"
 
@@ -80,6 +84,21 @@ class IndexedFile:
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InvalidInput(f"{source}: a 'files' entry is not one wheelforge wrote") from None
+
+
+@dataclass(frozen=True)
+class ProjectLinks:
+    """PEP 708 on a project page: the projects on other repositories this one ``tracks``
+    (the same project, mirrored), and the ``alternate_locations`` its namespace extends to."""
+
+    tracks: tuple[str, ...] = ()
+    alternate_locations: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.tracks or self.alternate_locations)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"tracks": list(self.tracks), "alternate-locations": list(self.alternate_locations)}
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,23 @@ class Site:
         listed = (IndexedFile.from_json(entry, str(page)) for entry in entries)
         return {f.filename: f for f in listed}
 
+    def links(self, project: str) -> ProjectLinks:
+        """The PEP 708 links the project page carries now (none when there is no page)."""
+        page = self.simple / project / "index.json"
+        if not page.is_file():
+            return ProjectLinks()
+        try:
+            data = json.loads(page.read_bytes())
+            tracks = data["meta"].get("tracks", [])
+            alternates = data.get("alternate-locations", [])
+            if not all(isinstance(v, list) for v in (tracks, alternates)):
+                raise TypeError
+            if not all(isinstance(url, str) for url in tracks + alternates):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise InvalidInput(f"{page}: not a PEP 691 project page wheelforge wrote") from None
+        return ProjectLinks(tuple(tracks), tuple(alternates))
+
     def path_of(self, project: str, file: IndexedFile) -> Path:
         """Where the site holds ``file`` (its page's relative URL, kept inside the site)."""
         where = f"{self.simple / project / 'index.json'}: {file.filename}: url"
@@ -259,10 +295,16 @@ class Site:
 
     # -- the pages ------------------------------------------------------------
 
-    def publish_pages(self, additions: Mapping[str, Iterable[IndexedFile]]) -> list[str]:
+    def publish_pages(
+        self,
+        additions: Mapping[str, Iterable[IndexedFile]],
+        links: Mapping[str, ProjectLinks] | None = None,
+    ) -> list[str]:
         """List ``additions`` (project -> files) on their project pages, replacing an
-        entry of the same filename; swap the new pages in atomically. Returns the
-        projects whose pages changed."""
+        entry of the same filename; a project in ``links`` gets those PEP 708 links
+        (replacing the page's), any other keeps the ones its page has. Swap the new pages
+        in atomically. Returns the projects whose pages changed."""
+        links = links or {}
         staging = self.root / _STAGING_NAME
         self.check_layout()
         remove_tree(staging, root=self.root)
@@ -276,8 +318,11 @@ class Site:
             before = dict(listed)
             for file in files:
                 listed[file.filename] = file
-            if listed != before or not (self.simple / project / "index.json").is_file():
-                _write_project_pages(staging / project, project, listed.values())
+            kept = self.links(project)
+            wanted = links.get(project, kept)
+            page = self.simple / project / "index.json"
+            if listed != before or wanted != kept or not page.is_file():
+                _write_project_pages(staging / project, project, listed.values(), wanted)
                 changed.append(project)
         projects = sorted(set(self.projects()) | set(additions))
         _write_if_changed(staging / "index.html", _render("root.html", projects=projects))
@@ -304,8 +349,8 @@ def _templates() -> Any:
     )
 
 
-def _render(template: str, **context: Any) -> bytes:
-    text: str = _templates().get_template(template).render(api_version=API_VERSION, **context)
+def _render(template: str, api_version: str = API_VERSION, **context: Any) -> bytes:
+    text: str = _templates().get_template(template).render(api_version=api_version, **context)
     return text.encode()
 
 
@@ -314,25 +359,44 @@ def _json_root(projects: list[str]) -> bytes:
     return _json_bytes(document)
 
 
-def project_json(project: str, files: Iterable[IndexedFile]) -> bytes:
+def project_json(
+    project: str, files: Iterable[IndexedFile], links: ProjectLinks = ProjectLinks()
+) -> bytes:
+    """The PEP 691 page; with PEP 708 links, ``meta.tracks`` and the top-level
+    ``alternate-locations`` (each only when non-empty) and api-version 1.2."""
     ordered = sorted(files, key=lambda f: f.filename)
     versions = sorted({_version_of(f.filename) for f in ordered} - {None}, key=str)
-    document = {
-        "meta": {"api-version": API_VERSION},
+    meta: dict[str, Any] = {"api-version": PEP708_API_VERSION if links else API_VERSION}
+    if links.tracks:
+        meta["tracks"] = list(links.tracks)
+    document: dict[str, Any] = {
+        "meta": meta,
         "name": project,
         "files": [f.to_json() for f in ordered],
         "versions": versions,
     }
+    if links.alternate_locations:
+        document["alternate-locations"] = list(links.alternate_locations)
     return _json_bytes(document)
 
 
-def _write_project_pages(directory: Path, project: str, files: Iterable[IndexedFile]) -> None:
+def _write_project_pages(
+    directory: Path, project: str, files: Iterable[IndexedFile], links: ProjectLinks
+) -> None:
     ordered = sorted(files, key=lambda f: f.filename)
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("index.html", "index.json"):
         (directory / name).unlink(missing_ok=True)  # a hard link to the old page
-    (directory / "index.html").write_bytes(_render("project.html", name=project, files=ordered))
-    (directory / "index.json").write_bytes(project_json(project, ordered))
+    html = _render(
+        "project.html",
+        api_version=PEP708_API_VERSION if links else API_VERSION,
+        name=project,
+        files=ordered,
+        tracks=links.tracks,
+        alternate_locations=links.alternate_locations,
+    )
+    (directory / "index.html").write_bytes(html)
+    (directory / "index.json").write_bytes(project_json(project, ordered, links))
 
 
 def _json_bytes(document: Any) -> bytes:

@@ -17,7 +17,8 @@ from typing import Any
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import atomic_write
 from wheelforge.publish.check import CheckReport
-from wheelforge.publish.index import IndexedFile, Site
+from wheelforge.publish.index import IndexedFile, ProjectLinks, Site
+from wheelforge.publish.instructions import InstallInstructions
 from wheelforge.publish.plan import Step, site_steps
 from wheelforge.publish.release import Artifact, Role, in_publish_order, sha256_bytes, sha256_file
 from wheelforge.publish.upload import (
@@ -49,9 +50,11 @@ class PublishReport:
     resumed: int = 0  # files an earlier, interrupted run had sent
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
+    install: list[InstallInstructions] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "install": [i.to_json() for i in self.install],
             "dry_run": self.dry_run,
             "resumed": self.resumed,
             "actions": [asdict(a) for a in self.actions],
@@ -85,17 +88,53 @@ class IndexResult:
     added: list[str]
     unchanged: list[str]
     projects: list[str]  # whose pages changed
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "site": str(self.site)}
 
 
+def links_for(artifacts: Sequence[Artifact], links: ProjectLinks | None) -> dict[str, ProjectLinks]:
+    """project -> the PEP 708 links to write: ``links`` name one project's pages, so a set
+    of several projects is refused (one line). Empty ``links`` remove the page's."""
+    if links is None:
+        return {}
+    projects = sorted({a.project for a in artifacts})
+    if len(projects) != 1:
+        raise InvalidInput(
+            f"--tracks/--alternate-location/--clear-links: the set holds {len(projects)} projects "
+            f"({', '.join(projects) or 'none'}); PEP 708 links name one project's pages: "
+            "publish each project with its own links"
+        )
+    return {projects[0]: links}
+
+
+def _note_replaced(site: Site, links: dict[str, ProjectLinks], notes: list[str]) -> None:
+    for project, new in links.items():
+        old = site.links(project)
+        if old and old != new:
+            notes.append(
+                f"{site.root}: {project}: PEP 708 links replaced (tracks were "
+                f"{', '.join(old.tracks) or 'none'}; alternate-locations were "
+                f"{', '.join(old.alternate_locations) or 'none'})"
+            )
+
+
 def index_release_set(
-    artifacts: Sequence[Artifact], root: Path, *, schema: Schema = Schema.PROVIDERS_V0_2_0
+    artifacts: Sequence[Artifact],
+    root: Path,
+    *,
+    schema: Schema = Schema.PROVIDERS_V0_2_0,
+    links: ProjectLinks | None = None,
 ) -> IndexResult:
-    """Add a checked release set to the static site at ``root`` in one atomic swap."""
+    """Add a checked release set to the static site at ``root`` in one atomic swap; with
+    ``links``, its project's pages carry those PEP 708 links (replacing the ones they had;
+    without, they keep theirs)."""
     site = Site(root)
+    per_project = links_for(artifacts, links)
+    notes: list[str] = []
     with site.locked():
+        _note_replaced(site, per_project, notes)
         site.check_new(artifacts)
         steps = site_steps(list(artifacts), site, schema=schema)
         _refuse_labels_without_wheels(steps, site)
@@ -114,8 +153,10 @@ def index_release_set(
             additions.setdefault(item.project, []).append(item.file)
             same = listed[item.project].get(item.file.filename) == item.file
             (unchanged if same else added).append(item.file.filename)
-        projects = site.publish_pages(additions)
-    return IndexResult(root, added, unchanged, projects)
+        for project in per_project:
+            additions.setdefault(project, [])
+        projects = site.publish_pages(additions, per_project)
+    return IndexResult(root, added, unchanged, projects, notes)
 
 
 def _refuse_labels_without_wheels(steps: Sequence[Step], site: Site) -> None:
@@ -173,10 +214,13 @@ def publish(
     schema: Schema = Schema.PROVIDERS_V0_2_0,
     progress: Progress | None = None,
     against: Sequence[str] = (),
+    links: ProjectLinks | None = None,
 ) -> PublishReport:
     if not targets:
         raise InvalidInput("publish: give at least one --to TARGET")
     result = PublishReport(report, dry_run=dry_run)
+    per_project = links_for(artifacts, links)
+    refuse_links_without_site(targets, links)
     plans: list[tuple[str, Site | UploadTarget, list[tuple[Step, Action]]]] = []
     for text in targets:  # plan every target before anything is sent anywhere
         target = _target(text, simple_url)
@@ -185,6 +229,9 @@ def publish(
         else:
             plans.append((target.name, target, _plan_upload(target, artifacts, schema)))
     _note_unsent_variants(result, plans)
+    for _, target, _ in plans:
+        if isinstance(target, Site):
+            _note_replaced(target, per_project, result.notes)
     _verify_against(artifacts, [t for _, t, _ in plans if isinstance(t, UploadTarget)], against)
     state = _State(dist)
     for name, _, plan in plans:
@@ -204,10 +251,12 @@ def publish(
                 todo = [(step, action) for step, action in plan if action.action == "send"]
                 for step, _ in todo:
                     stored = target.store(step.artifact, step.data)
-                    target.publish_pages({stored.project: [stored.file]})
+                    target.publish_pages({stored.project: [stored.file]}, per_project)
                     state.record(name, step, stored.file.sha256)
                     if progress:
                         progress(name, step.artifact.name, "published")
+                if per_project:  # every file already there: the links may still be new
+                    target.publish_pages({p: [] for p in per_project}, per_project)
         else:
             todo = [(step, action) for step, action in plan if action.action == "send"]
             for step, _ in todo:
@@ -249,8 +298,25 @@ def check_targets(targets: Sequence[str], simple_url: str | None) -> None:
         _target(text, simple_url)
 
 
+def refuse_links_without_site(targets: Sequence[str], links: ProjectLinks | None) -> None:
+    if links is not None and not site_targets(targets):
+        raise InvalidInput(
+            "--tracks/--alternate-location/--clear-links: PEP 708 links are written on a "
+            "static site's pages; add --to SITE (an upload index sets its own)"
+        )
+
+
+def site_targets(targets: Sequence[str]) -> list[str]:
+    """The --to targets that are static site directories."""
+    return [text for text in targets if not _is_upload(text)]
+
+
+def _is_upload(text: str) -> bool:
+    return text in ("pypi", "testpypi") or "://" in text
+
+
 def _target(text: str, simple_url: str | None) -> Site | UploadTarget:
-    if text in ("pypi", "testpypi") or "://" in text:
+    if _is_upload(text):
         return upload_target(text, simple_url)
     return Site(Path(text))
 
