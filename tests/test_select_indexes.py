@@ -27,7 +27,7 @@ from tests.installers import BIN, clean_env
 from wheelforge.cli import main
 from wheelforge.publish.serve import serving
 from wheelforge.select.sources import pools, related
-from wheelforge.simple_api import ProjectFile, ProjectPage, parse_html_page, read_project
+from wheelforge.simple_api import BadPage, ProjectFile, ProjectPage, json_links, read_project
 
 NAME = "demo"
 STRATEGIES = ("first-index", "unsafe-first-match", "unsafe-best-match")
@@ -200,7 +200,7 @@ def test_index_group_merges_without_pep708(
     assert (result["version"], result["index"]) == ("99.0", here.b)
 
 
-def test_pep708_links_read_from_json_and_html(sites: dict[str, Sites]) -> None:
+def test_pep708_links_read_from_json_and_html(sites: dict[str, Sites], tmp_path: Path) -> None:
     here = sites["on-both-same-version"]
     declare(here.site_b, "https://pypi.org/simple/demo/")
     try:
@@ -208,15 +208,24 @@ def test_pep708_links_read_from_json_and_html(sites: dict[str, Sites]) -> None:
     finally:
         declare(here.site_b, None)
     assert page.tracks == ("https://pypi.org/simple/demo/",)
+    # PEP 503 HTML (a local index's page) and PEP 691 JSON's top-level alternate-locations
     html = (
         '<html><head><meta name="pypi:tracks" content="https://a/simple/demo/">'
         '<meta name="pypi:alternate-locations" content="https://b/simple/demo/">'
         '<meta name="pypi:alternate-locations" content="https://c/simple/demo/">'
         '</head><body><a href="demo-1.0-py3-none-any.whl">x</a></body></html>'
     )
-    assert [f.filename for f in parse_html_page(html, "https://c/simple/demo/")] == [
-        "demo-1.0-py3-none-any.whl"
-    ]
+    (tmp_path / NAME).mkdir()
+    (tmp_path / NAME / "index.html").write_text(html)
+    page = read_project(tmp_path.as_uri(), NAME)
+    assert [f.filename for f in page.files] == ["demo-1.0-py3-none-any.whl"]
+    assert page.tracks == ("https://a/simple/demo/",)
+    assert page.alternate_locations == ("https://b/simple/demo/", "https://c/simple/demo/")
+    body = json.dumps({"meta": {"api-version": "1.2", "tracks": []}, "files": [],
+                       "alternate-locations": ["https://b/simple/demo/"]}).encode()  # fmt: skip
+    assert json_links(body) == ((), ("https://b/simple/demo/",))
+    with pytest.raises(BadPage, match="alternate-locations"):
+        json_links(b'{"files": [], "alternate-locations": "https://b/"}')
 
 
 def _page(url: str, tracks: tuple[str, ...] = (), alternates: tuple[str, ...] = ()) -> ProjectPage:
