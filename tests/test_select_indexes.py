@@ -110,30 +110,40 @@ def declare(site: Path, tracks: str | None) -> None:
 
 
 def wheelforge_select(
-    sites: Sites, strategy: str, requirement: str, capsys: pytest.CaptureFixture[str]
+    sites: Sites,
+    strategy: str,
+    requirement: str,
+    capsys: pytest.CaptureFixture[str],
+    sources: tuple[str, ...] | None = None,
 ) -> tuple[int, str | None, str]:
     """(exit code, "A 1.0"-style pick or None, stderr)."""
-    code = main(["select", requirement, "--index", sites.a, "--index", sites.b,
-                 "--index-strategy", strategy, "--json"])  # fmt: skip
+    sources = sources or ("--index", sites.a, "--index", sites.b)
+    code = main(["select", requirement, *sources, "--index-strategy", strategy, "--json"])
     out, err = capsys.readouterr()
     if code == 2:
         return code, None, err
     result = json.loads(out)
     if result["chosen"] is None:
         return code, None, err
-    which = {sites.a: "A", sites.b: "B"}[result["index"]]
+    which = {sites.a: "A", sites.b: "B"}.get(result["index"], "L")
     return code, f"{which} {result['version']}", err
 
 
-def uv_pick(sites: Sites, strategy: str, requirement: str, work: Path) -> str | None:
+def uv_pick(
+    sites: Sites,
+    strategy: str,
+    requirement: str,
+    work: Path,
+    sources: tuple[str, ...] | None = None,
+) -> str | None:
     env = clean_env(work)
     venv = work / "venv"
     uv = str(BIN / "uv")
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], env=env,
                    check=True)  # fmt: skip
     result = subprocess.run(
-        [uv, "pip", "install", "--index", sites.a, "--index", sites.b, "--index-strategy",
-         strategy, "--python", str(venv / "bin" / "python"), requirement],
+        [uv, "pip", "install", *(sources or ("--index", sites.a, "--index", sites.b)),
+         "--index-strategy", strategy, "--python", str(venv / "bin" / "python"), requirement],
         env=env, capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     if result.returncode != 0:
@@ -176,6 +186,28 @@ def test_wheelforge_picks_what_uv_picks(
         declare(here.site_b, None)
     assert ours == uv, err
     assert code == (0 if uv else 1)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_find_links_merged_ahead_of_the_index(
+    sites: dict[str, Sites],
+    strategy: str,
+    version: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """uv 0.13.8 merges its find-links with the index under every strategy, and takes a
+    find-links file over the index's for the same version; so does wheelforge."""
+    here = sites["only-on-a"]  # A: 1.0
+    links = tmp_path / "links"
+    links.mkdir()
+    build_plain_wheel(links, NAME, version, files={
+        f"{NAME}/__init__.py": f"FROM = 'L {version}'\n".encode()})  # fmt: skip
+    sources = ("--index", here.a, "--find-links", str(links))
+    uv = uv_pick(here, strategy, NAME, tmp_path, sources)
+    assert uv == f"L {version}"
+    assert wheelforge_select(here, strategy, NAME, capsys, sources)[1] == uv
 
 
 def test_explain_names_each_candidates_index(

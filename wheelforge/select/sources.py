@@ -3,8 +3,9 @@ than one, as uv 0.13.8's ``--index-strategy`` decides, with PEP 708 on top.
 
 Sources come in order: index groups (one ``--index URL`` is a group of one; an
 ``--index-group URL,URL`` is merged as one index, PEP 766's generalisation, the user
-having declared its indexes one namespace), then the find-links directories (one more
-group, always consulted, as uv always reads its flat indexes).
+having declared its indexes one namespace), and the find-links directories, always read
+and merged in under every strategy, ahead of the indexes for a version both have (what
+uv 0.13.8 does with its flat indexes: observed, tests/test_select_indexes.py).
 
 - ``first-index`` (uv's default): the first group whose page lists the project supplies
   every file of it; later groups are not read.
@@ -110,7 +111,7 @@ def pools(
     links = [s for s in find_links if _lists(s.page, project)]
     if strategy == "unsafe-first-match" and len(having) > 1:
         return [
-            _pool(project, [*group, *links],
+            _pool(project, [*links, *group],
                   [*notes, f"unsafe-first-match: {_names(group)} tried "
                    f"{'first' if i == 0 else 'next'} (index {i + 1} of {len(having)} with "
                    f"{project})"])
@@ -122,7 +123,7 @@ def pools(
             f"unsafe-best-match: {project} on {len(having)} indexes, merged (PEP 708 relation "
             "holds); a version on several comes from the first that has it"
         )
-    return [_pool(project, [*merged, *links], notes)]
+    return [_pool(project, [*links, *merged], notes)]
 
 
 def _pool(project: str, sources: Sequence[Source], notes: list[str]) -> Pool:
