@@ -13,6 +13,7 @@ locations both ways), and with the relation declared wheelforge picks what uv pi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -290,3 +291,41 @@ def test_variants_file_used_in_isolation() -> None:
     (pool,) = pools(NAME, [["A"], ["B"]], pages.__getitem__, strategy="unsafe-best-match")
     assert [f.url for f in pool.files] == [a + "w"]
     assert any("1.0 (from A)" in note for note in pool.notes)
+
+
+def test_coverage_takes_the_indexes_and_strategy(
+    sites: dict[str, Sites], capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = sites["newer-malicious-on-b"]
+    assert main(["coverage", NAME, "--index", here.a, "--index", here.b, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {row["wheel"] for row in rows} == {f"{NAME}-1.0-py3-none-any.whl"}
+    code = main(["coverage", NAME, "--index", here.a, "--index", here.b,
+                 "--index-strategy", "unsafe-best-match", "--json"])  # fmt: skip
+    assert code == 2
+    assert "PEP 708" in capsys.readouterr().err
+
+
+def test_install_with_uv_from_the_first_index(
+    sites: dict[str, Sites],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    here = sites["newer-malicious-on-b"]
+    env = clean_env(tmp_path)
+    for name in [k for k in list(os.environ) if k.startswith(("UV_", "PIP_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("UV_"):
+            monkeypatch.setenv(name, value)
+    venv = tmp_path / "venv"
+    subprocess.run([str(BIN / "uv"), "venv", "-q", "--python", sys.executable, str(venv)],
+                   env=env, check=True)  # fmt: skip
+    code = main(["install", NAME, "--index", here.a, "--index", here.b, "--installer", "uv",
+                 "--python", str(venv / "bin" / "python"), "--json"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["index"] == here.a
+    (module,) = venv.glob(f"lib/python*/site-packages/{NAME}/__init__.py")
+    assert "A 1.0" in module.read_text()
