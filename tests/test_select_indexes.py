@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -329,3 +332,62 @@ def test_install_with_uv_from_the_first_index(
     assert result["index"] == here.a
     (module,) = venv.glob(f"lib/python*/site-packages/{NAME}/__init__.py")
     assert "A 1.0" in module.read_text()
+
+
+@pytest.fixture
+def public(tmp_path: Path) -> Iterator[str]:
+    """pypiserver as "the public index", holding demo 1.0 and a newer 99.0 someone
+    registered there (the dependency-confusion attack); its simple URL."""
+    packages = tmp_path / "public"
+    packages.mkdir()
+    for version in ("1.0", "99.0"):
+        build_plain_wheel(packages, NAME, version, files={
+            f"{NAME}/__init__.py": f"FROM = 'P {version}'\n".encode()})  # fmt: skip
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", "127.0.0.1",
+         "-a", ".", "-P", ".", "--disable-fallback", str(packages)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "health", timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        yield url + "simple/"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_pypiserver_public_index(
+    sites: dict[str, Sites],
+    public: str,
+    strategy: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The variant index (A: demo 1.0) first, pypiserver second: uv takes the public 99.0
+    under unsafe-best-match; wheelforge refuses unless A's page tracks the public one."""
+    here = replace(sites["only-on-a"], b=public)
+    uv = uv_pick(here, strategy, NAME, tmp_path)
+    assert uv == ("P 99.0" if strategy == "unsafe-best-match" else "A 1.0")
+    code, ours, err = wheelforge_select(here, strategy, NAME, capsys)
+    if strategy == "first-index":
+        assert ours == uv
+    else:
+        assert code == 2 and here.a in err and public in err
+    declare(here.site_a, f"{public}{NAME}/")
+    try:
+        ours = wheelforge_select(here, strategy, NAME, capsys)[1]
+    finally:
+        declare(here.site_a, None)
+    assert ours == uv.replace("P", "B")
