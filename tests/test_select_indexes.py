@@ -44,6 +44,7 @@ class Scenario:
     b: tuple[str, ...]  # versions on index B
     requirement: str
     expected: dict[str, str | None]  # strategy -> "A 1.0" / "B 2.0" / None (nothing)
+    a_tag: str = "py3-none-any"  # the tag of A's wheels
 
 
 SCENARIOS = [
@@ -58,6 +59,11 @@ SCENARIOS = [
     Scenario("pinned-only-on-b", ("2.0",), ("1.0",), f"{NAME}==1.0",
              {"first-index": None, "unsafe-first-match": "B 1.0",
               "unsafe-best-match": "B 1.0"}),
+    # A's 1.0 has no wheel for this platform: uv's best-match takes B's 1.0, first-match
+    # does not (a version the first index lists is not taken from the next)
+    Scenario("a-has-no-fitting-wheel", ("1.0",), ("1.0",), NAME,
+             {"first-index": None, "unsafe-first-match": None, "unsafe-best-match": "B 1.0"},
+             a_tag="py3-none-win_amd64"),
 ]  # fmt: skip
 
 
@@ -85,7 +91,8 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sites]
                     if version == "other":
                         build_plain_wheel(dist, "other", "1.0")
                     else:
-                        build_plain_wheel(dist, NAME, version, files={
+                        tag = scenario.a_tag if which == "A" else "py3-none-any"
+                        build_plain_wheel(dist, NAME, version, tag=tag, files={
                             f"{NAME}/__init__.py": f"FROM = '{which} {version}'\n".encode()})  # fmt: skip
                     assert main(["index", str(dist), "--out", str(site)]) == 0
                 paths.append(site)

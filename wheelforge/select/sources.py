@@ -65,9 +65,10 @@ class Source:
 class Pool:
     """The files one selection considers, each file's source, and what was skipped why."""
 
-    files: tuple[ProjectFile, ...]
+    files: tuple[ProjectFile, ...]  # each version from the first source that lists it
     origin: tuple[tuple[str, str], ...]  # (file url, source name)
     notes: tuple[str, ...]
+    layers: tuple[tuple[str, tuple[ProjectFile, ...]], ...] = ()  # each source's own files
 
     def source_of(self, filename: str) -> str | None:
         urls = {f.url for f in self.files if f.filename == filename}
@@ -110,14 +111,17 @@ def pools(
         _check_pep708(project, having)
     links = [s for s in find_links if _lists(s.page, project)]
     if strategy == "unsafe-first-match" and len(having) > 1:
-        return [
-            _pool(project, [*links, *group],
-                  [*notes, f"unsafe-first-match: {_names(group)} tried "
-                   f"{'first' if i == 0 else 'next'} (index {i + 1} of {len(having)} with "
-                   f"{project})"])
-            for i, group in enumerate(having)
-        ]  # fmt: skip
-    merged = [s for group in having for s in group]
+        found = []
+        seen: set[Version] = set()
+        for i, members in enumerate(having):
+            note = (f"unsafe-first-match: {_names(members)} tried {'first' if i == 0 else 'next'}"
+                    f" (index {i + 1} of {len(having)} with {project}; a version an earlier "
+                    "one lists is not taken from it, as in uv 0.13.8)")  # fmt: skip
+            found.append(_pool(project, [*links, *members], [*notes, note], frozenset(seen)))
+            seen |= {v for s in members for f in s.page.files
+                     if (v := file_version(f.filename, project)) is not None}  # fmt: skip
+        return found
+    merged = [s for members in having for s in members]
     if strategy == "unsafe-best-match" and len(having) > 1:
         notes.append(
             f"unsafe-best-match: {project} on {len(having)} indexes, merged (PEP 708 relation "
@@ -126,26 +130,36 @@ def pools(
     return [_pool(project, [*links, *merged], notes)]
 
 
-def _pool(project: str, sources: Sequence[Source], notes: list[str]) -> Pool:
+def _pool(
+    project: str,
+    sources: Sequence[Source],
+    notes: list[str],
+    excluded: frozenset[Version] = frozenset(),
+) -> Pool:
     taken: dict[Version, str] = {}
     files: list[ProjectFile] = []
     origin: list[tuple[str, str]] = []
     shadowed: dict[str, set[str]] = {}
+    layers = []
     for source in sources:
+        own = []
         for file in source.page.files:
             version = file_version(file.filename, project)
-            if version is None:
+            if version is None or version in excluded:
                 continue
+            own.append(file)
             owner = taken.setdefault(version, source.name)
             if owner != source.name:
                 shadowed.setdefault(source.name, set()).add(f"{version} (from {owner})")
                 continue
             files.append(file)
             origin.append((file.url, source.name))
+        layers.append((source.name, tuple(own)))
     for name, versions in shadowed.items():
-        notes = [*notes, f"{name}: {', '.join(sorted(versions))} not used: a version on several "
-                 "indexes comes from the first that has it, variants file included"]  # fmt: skip
-    return Pool(tuple(files), tuple(origin), tuple(notes))
+        notes = [*notes, f"{name}: {', '.join(sorted(versions))} used only if the earlier "
+                 "source's files of that version do not fit (each version's files, variants "
+                 "file included, from one source)"]  # fmt: skip
+    return Pool(tuple(files), tuple(origin), tuple(notes), tuple(layers))
 
 
 def file_version(filename: str, project: str) -> Version | None:
@@ -214,18 +228,77 @@ def select_from(
     source, and the notes say which indexes were consulted and why the others were not."""
     selection: Selection | None = None
     for pool in candidates:
-        found = select(requirement, pool.files, machine, tags=tags,
-                       python_version=python_version, read=read)  # fmt: skip
+        walked = _walk(requirement, pool, machine, tags, python_version, read)
+        if walked is None:  # nothing fits: what the first source per version offers, and why
+            found = select(requirement, pool.files, machine, tags=tags,
+                           python_version=python_version, read=read)  # fmt: skip
+            sources = [pool.source_of(c.filename) for c in found.candidates]
+        else:
+            found, name = walked
+            sources = [name] * len(found.candidates)
         selection = replace(
             found,
             candidates=tuple(
-                replace(c, source=pool.source_of(c.filename)) for c in found.candidates
+                replace(c, source=n) for c, n in zip(found.candidates, sources, strict=True)
             ),
             notes=(*pool.notes, *found.notes),
-            source=pool.source_of(found.chosen.filename) if found.chosen else None,
+            source=walked[1] if walked else None,
         )
         if selection.chosen is not None:
             return selection
     if selection is None:
         raise InvalidInput(f"{requirement.name}: no index or find-links directory given")
     return selection
+
+
+def _walk(
+    requirement: Requirement,
+    pool: Pool,
+    machine: Machine,
+    tags: Sequence[Tag],
+    python_version: Version,
+    read: Callable[[ProjectFile], bytes],
+) -> tuple[Selection, str] | None:
+    """Versions newest first; for each, the sources that list it in order, each judged
+    on its own files (its own variants file): the first whose wheel fits. What uv 0.13.8
+    does when a version's first index has no wheel that fits (observed: it takes the same
+    version from the next index)."""
+    project = canonicalize_name(requirement.name)
+    layers = [layer for layer in pool.layers if layer[1]]
+    if len(layers) < 2:
+        found = select(requirement, layers[0][1] if layers else (), machine, tags=tags,
+                       python_version=python_version, read=read)  # fmt: skip
+        return (found, layers[0][0]) if found.chosen is not None else None
+    by_version: dict[Version, list[tuple[str, list[ProjectFile]]]] = {}
+    for name, files in layers:
+        mine: dict[Version, list[ProjectFile]] = {}
+        for file in files:
+            version = file_version(file.filename, project)
+            if version is not None and file.filename.endswith(".whl"):
+                mine.setdefault(version, [])
+        for file in files:
+            version = file_version(file.filename, project)
+            if version in mine:
+                mine[version].append(file)
+        for version, own in mine.items():
+            by_version.setdefault(version, []).append((name, own))
+    versions = sorted(
+        (v for v in by_version if requirement.specifier.contains(v, prereleases=True)),
+        reverse=True,
+    )
+    if not requirement.specifier.prereleases and any(not v.is_prerelease for v in versions):
+        versions = [v for v in versions if not v.is_prerelease]
+    for version in versions:
+        passed: list[str] = []
+        for name, own in by_version[version]:
+            found = select(requirement, own, machine, tags=tags,
+                           python_version=python_version, read=read)  # fmt: skip
+            if found.chosen is not None:
+                if passed:
+                    found = replace(found, notes=(
+                        *found.notes,
+                        f"{', '.join(passed)}: {version} listed, no wheel fits; {name}'s "
+                        f"{version} taken (uv 0.13.8 does the same)"))  # fmt: skip
+                return found, name
+            passed.append(name)
+    return None
