@@ -125,7 +125,8 @@ def pools(
     if strategy == "unsafe-best-match" and len(having) > 1:
         notes.append(
             f"unsafe-best-match: {project} on {len(having)} indexes, merged (PEP 708 relation "
-            "holds); a version on several comes from the first that has it"
+            "holds); a version on several is taken from the first of them whose own files of "
+            "it have a wheel that fits"
         )
     return [_pool(project, [*links, *merged], notes)]
 
