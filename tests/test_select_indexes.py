@@ -398,3 +398,32 @@ def test_pypiserver_public_index(
     finally:
         declare(here.site_a, None)
     assert ours == uv.replace("P", "B")
+
+
+def test_a_variants_file_on_b_never_applies_to_wheels_on_a(tmp_path: Path) -> None:
+    """A holds demo 1.0's wheels (labelled and plain) without a variants file; B, which
+    tracks A, holds the variants file: A's labelled wheels stay unlisted (the plain wheel
+    is chosen, from A) rather than being ranked with B's file."""
+    from tests.test_select import wheel_set
+    from wheelforge.select.install import interpreter
+    from wheelforge.select.machine import Machine
+    from wheelforge.select.profiles import find_profile
+    from wheelforge.select.selection import parse_requirement
+    from wheelforge.select.sources import select_from
+    from wheelforge.simple_api import directory_files
+
+    links = wheel_set(tmp_path)
+    variants = [f for f in directory_files(links, NAME) if f.filename.endswith(".json")]
+    wheels = [f for f in directory_files(links, NAME) if f.filename.endswith(".whl")]
+    a, b = "https://a.example/simple/demo/", "https://b.example/simple/demo/"
+    pages = {"A": ProjectPage(a, tuple(wheels)), "B": ProjectPage(b, tuple(variants), (a,))}
+    candidates = pools(NAME, [["A"], ["B"]], pages.__getitem__, strategy="unsafe-best-match")
+    python = interpreter()
+    selection = select_from(parse_requirement(NAME), candidates,
+                            Machine(find_profile("h100-driver-580").supported()),
+                            tags=python.tags, python_version=python.version)  # fmt: skip
+    assert selection.label is None and selection.source == "A"
+    assert selection.variants_file is None
+    labelled = [c for c in selection.candidates if c.label is not None]
+    assert labelled and {c.status for c in labelled} == {"ignored: no variants file listed"}
+    assert {c.source for c in selection.candidates} == {"A"}
