@@ -166,6 +166,7 @@ def uv_pick(
     return str(namespace["FROM"])
 
 
+@pytest.mark.slow  # a real uv
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_wheelforge_picks_what_uv_picks(
@@ -199,6 +200,7 @@ def test_wheelforge_picks_what_uv_picks(
     assert code == (0 if uv else 1)
 
 
+@pytest.mark.slow  # a real uv
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("version", ["1.0", "2.0"])
 def test_find_links_merged_ahead_of_the_index(
@@ -316,6 +318,7 @@ def test_coverage_takes_the_indexes_and_strategy(
     assert "PEP 708" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real uv
 def test_install_with_uv_from_the_first_index(
     sites: dict[str, Sites],
     tmp_path: Path,
@@ -374,6 +377,7 @@ def public(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@pytest.mark.slow  # a real uv
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_pypiserver_public_index(
     sites: dict[str, Sites],
