@@ -112,6 +112,18 @@ def project_files(
     return files
 
 
+@dataclass(frozen=True)
+class ProjectPage:
+    """A project page: its URL, its files and its PEP 708 links (``meta.tracks`` and
+    ``alternate-locations`` in JSON; ``<meta name="pypi:tracks">`` and
+    ``<meta name="pypi:alternate-locations">`` in HTML)."""
+
+    url: str
+    files: tuple[ProjectFile, ...]
+    tracks: tuple[str, ...] = ()
+    alternate_locations: tuple[str, ...] = ()
+
+
 def read_project_page(
     index_url: str,
     project: str,
@@ -121,12 +133,31 @@ def read_project_page(
     allow_hosts: Sequence[str] = (),
     allow_unhashed: bool = False,
 ) -> list[ProjectFile]:
-    """The files an index lists for ``project``; none if it does not know the project.
+    """The files an index lists for ``project`` (see :func:`read_project`)."""
+    return list(read_project(index_url, project, auth=auth, vet=vet, allow_hosts=allow_hosts,
+                             allow_unhashed=allow_unhashed).files)  # fmt: skip
+
+
+def project_url(index_url: str, project: str) -> str:
+    """The project page's URL on ``index_url`` (PEP 503: the normalized name, a slash)."""
+    return urllib.parse.urljoin(index_url if index_url.endswith("/") else index_url + "/",
+                                f"{canonicalize_name(project)}/")  # fmt: skip
+
+
+def read_project(
+    index_url: str,
+    project: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    vet: bool = False,
+    allow_hosts: Sequence[str] = (),
+    allow_unhashed: bool = False,
+) -> ProjectPage:
+    """The page an index serves for ``project``; no files if it does not know the project.
     On 401/403 the request is retried once with ``auth`` when given (a redirect to
     another origin drops it). With ``vet``, files that will be downloaded are checked
     first (:func:`vet_remote_files`)."""
-    url = urllib.parse.urljoin(index_url if index_url.endswith("/") else index_url + "/",
-                               f"{canonicalize_name(project)}/")  # fmt: skip
+    url = project_url(index_url, project)
     if urllib.parse.urlsplit(url).scheme.lower() == "file":
         return _local_project_page(index_url, url)
     request = urllib.request.Request(url, headers={"Accept": ACCEPT})
@@ -140,7 +171,7 @@ def read_project_page(
             response = urlopen(request, timeout=30)
     except urllib.error.HTTPError as err:
         if err.code == 404:
-            return []
+            return ProjectPage(url, ())
         raise IndexUnavailable(f"reading {redact(url)} failed: {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = str(getattr(err, "reason", err))
@@ -154,16 +185,43 @@ def read_project_page(
             base = response.geturl()
     except OSError as err:  # the connection broke while the page was read
         raise IndexUnavailable(f"cannot read {redact(url)} ({_scrub(str(err), url)})") from None
-    if content_type.startswith(JSON_CONTENT_TYPE):
-        files = parse_json_page(body, base)
-    else:
-        files = parse_html_page(body.decode("utf-8", "replace"), base)
+    page = _parse(body, base, url, content_type.startswith(JSON_CONTENT_TYPE))
     if vet:
-        vet_remote_files(files, url, base, allow_hosts=allow_hosts, allow_unhashed=allow_unhashed)
-    return files
+        vet_remote_files(page.files, url, base, allow_hosts=allow_hosts,
+                         allow_unhashed=allow_unhashed)  # fmt: skip
+    return page
 
 
-def _local_project_page(index_url: str, url: str) -> list[ProjectFile]:
+def _parse(body: bytes, base: str, url: str, as_json: bool) -> ProjectPage:
+    if as_json:
+        tracks, alternates = json_links(body)
+        return ProjectPage(url, tuple(parse_json_page(body, base)), tracks, alternates)
+    parser = _Links(base)
+    parser.feed(body.decode("utf-8", "replace"))
+    return ProjectPage(url, tuple(parser.files), tuple(parser.tracks), tuple(parser.alternates))
+
+
+def json_links(body: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """PEP 708's ``meta.tracks`` and top-level ``alternate-locations`` of a PEP 691 page
+    (anything not a list of strings is a :class:`BadPage`)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return (), ()  # parse_json_page says what is wrong
+    if not isinstance(data, dict):
+        return (), ()
+    meta = data.get("meta", {})
+    found = []
+    for where, value in (("meta.tracks", meta.get("tracks", []) if isinstance(meta, dict)
+                          else []),
+                         ("alternate-locations", data.get("alternate-locations", []))):  # fmt: skip
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadPage(f"not a PEP 708 project page: {where}: expected a list of URLs")
+        found.append(tuple(value))
+    return found[0], found[1]
+
+
+def _local_project_page(index_url: str, url: str) -> ProjectPage:
     """A project page of a local (``file:``) index such as ``wheelforge index`` writes:
     the project's directory with ``index.json`` (PEP 691) or ``index.html`` (PEP 503),
     or one page file. A project the index does not have: none."""
@@ -179,10 +237,8 @@ def _local_project_page(index_url: str, url: str) -> list[ProjectFile]:
             except OSError as err:
                 raise IndexUnavailable(f"{page}: cannot read ({err.strerror})") from None
             base = path.as_uri() + "/" if path.is_dir() else page.as_uri()
-            if parse_as_json:
-                return parse_json_page(body, base)
-            return parse_html_page(body.decode("utf-8", "replace"), base)
-    return []
+            return _parse(body, base, url, parse_as_json)
+    return ProjectPage(url, ())
 
 
 def vet_remote_files(
@@ -283,9 +339,17 @@ class _Links(html.parser.HTMLParser):
         super().__init__()
         self.page_url = self.base_url = base_url
         self.files: list[ProjectFile] = []
+        self.tracks: list[str] = []
+        self.alternates: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
+        content = attributes.get("content")
+        if tag == "meta" and content:
+            if attributes.get("name") == "pypi:tracks":
+                self.tracks.append(content)
+            elif attributes.get("name") == "pypi:alternate-locations":
+                self.alternates.append(content)
         href = attributes.get("href")
         if tag == "base" and href:
             self.base_url = _join(f"{redact(self.page_url)}: <base>", self.base_url, href)

@@ -14,7 +14,7 @@ from wheelforge.render import emit_json, info, table
 if TYPE_CHECKING:
     from wheelforge.select.machine import Machine
     from wheelforge.select.selection import Selection
-    from wheelforge.simple_api import ProjectFile
+    from wheelforge.select.sources import Pool
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -73,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
         "which profiles fall back to null or the plain wheel, or get nothing.",
     )
     cov.add_argument("source", metavar="DIST|NAME")
-    cov.add_argument("--index", metavar="URL", help="read NAME from this simple index")
+    _add_index_options(cov)
     _add_remote_options(cov)
     cov.add_argument("--profiles", type=Path, metavar="DIR", help="a directory of *.toml")
     cov.add_argument("--trust-provider", action="append", default=[], metavar="NS")
@@ -94,12 +94,35 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> di
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", metavar="URL", help="a simple index (PEP 503/691)")
+    _add_index_options(parser)
     parser.add_argument(
         "--find-links", type=Path, action="append", default=[], metavar="DIR",
         help="a directory of wheels and variants files (repeatable)",
     )  # fmt: skip
     _add_remote_options(parser)
+
+
+def _add_index_options(parser: argparse.ArgumentParser) -> None:
+    from wheelforge.select.sources import STRATEGIES
+
+    parser.add_argument(
+        "--index", dest="indexes", action="append", default=[], metavar="URL",
+        type=lambda url: [url],
+        help="a simple index (PEP 503/691); repeatable, the first has priority (uv's --index)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--index-group", dest="indexes", action="append", metavar="URL,URL",
+        type=lambda urls: [u for u in urls.split(",") if u],
+        help="several indexes read as one (merged, best version; declared one namespace, so "
+        "PEP 708 is not asked between them); in order with --index",
+    )  # fmt: skip
+    parser.add_argument(
+        "--index-strategy", choices=STRATEGIES, default="first-index",
+        help="as uv's: first-index (default: the first index listing the project supplies "
+        "every file of it), unsafe-first-match (the first index with a version that fits), "
+        "unsafe-best-match (the best version on any index); the two unsafe ones merge only "
+        "indexes related by PEP 708 tracks/alternate-locations",
+    )  # fmt: skip
 
 
 def _add_remote_options(parser: argparse.ArgumentParser) -> None:
@@ -114,18 +137,26 @@ def _add_remote_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _index(args: argparse.Namespace) -> str | None:
-    """--index, refused when it carries credentials (never echoed)."""
+def _groups(args: argparse.Namespace) -> list[list[str]]:
+    """--index and --index-group in order, each refused when it carries credentials
+    (never echoed)."""
     from wheelforge.urls import check_url
 
-    if args.index is None:
-        return None
-    return check_url(
-        "--index",
-        args.index,
-        instead="give the index's URL without user, password or token",
-        schemes=("http", "https", "file"),
-    )
+    return [
+        [check_url("--index", url, instead="give the index's URL without user, password or "
+                   "token", schemes=("http", "https", "file")) for url in group]
+        for group in args.indexes
+    ]  # fmt: skip
+
+
+def _index(args: argparse.Namespace) -> str | None:
+    """The first --index (where a trusted plugin and dependencies come from)."""
+    urls = _index_urls(args)
+    return urls[0] if urls else None
+
+
+def _index_urls(args: argparse.Namespace) -> list[str]:
+    return [url for group in _groups(args) for url in group]
 
 
 def _find_links(args: argparse.Namespace) -> list[Path]:
@@ -259,29 +290,36 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _files(args: argparse.Namespace, project: str) -> list[ProjectFile]:
-    from wheelforge.simple_api import project_files
+def _pools(args: argparse.Namespace, project: str, find_links: list[Path]) -> list[Pool]:
+    from wheelforge.select.sources import Source, pools
+    from wheelforge.simple_api import ProjectPage, directory_files, read_project
 
-    index, find_links = _index(args), _find_links(args)
-    if not index and not find_links:
+    groups = _groups(args)
+    if not groups and not find_links:
         raise InvalidInput("give --index URL or --find-links DIR: where to look for wheels")
-    return project_files(
-        project,
-        index_url=index,
-        find_links=find_links,
-        allow_hosts=args.allow_host,
-        allow_unhashed=args.allow_unhashed,
-    )
+    links = [
+        Source(str(d), ProjectPage(Path(d).resolve().as_uri(),
+                                   tuple(directory_files(d, project))))
+        for d in find_links
+    ]  # fmt: skip
+
+    def read(url: str) -> ProjectPage:
+        return read_project(url, project, vet=True, allow_hosts=args.allow_host,
+                            allow_unhashed=args.allow_unhashed)  # fmt: skip
+
+    return pools(project, groups, read, strategy=args.index_strategy, find_links=links)
 
 
 def _selection(
     args: argparse.Namespace, requirement_text: str, python: Any, machine: Machine
 ) -> Selection:
-    from wheelforge.select.selection import parse_requirement, select
+    from wheelforge.select.selection import parse_requirement
+    from wheelforge.select.sources import select_from
 
     requirement = parse_requirement(requirement_text)
-    files = _files(args, requirement.name)
-    return select(requirement, files, machine, tags=python.tags, python_version=python.version)
+    candidates = _pools(args, requirement.name, _find_links(args))
+    return select_from(requirement, candidates, machine, tags=python.tags,
+                       python_version=python.version)  # fmt: skip
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
@@ -294,9 +332,16 @@ def _cmd_select(args: argparse.Namespace) -> int:
         return 0 if selection.chosen else 1
     if args.explain and selection.candidates:
         table(
-            ["wheel", "label", "properties", "result", "rank key"],
+            ["wheel", "index", "label", "properties", "result", "rank key"],
             [
-                [c.filename, c.label or "-", "; ".join(c.properties) or "-", c.status, c.rank_key]
+                [
+                    c.filename,
+                    c.source or "-",
+                    c.label or "-",
+                    "; ".join(c.properties) or "-",
+                    c.status,
+                    c.rank_key,
+                ]
                 for c in selection.candidates
             ],
             title=f"{selection.project} {selection.version}"
@@ -324,7 +369,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="wheelforge-install-") as work:
             result = install(
                 selection, target, installer=args.installer, workdir=Path(work),
-                index_url=_index(args), find_links=_find_links(args),
+                index_urls=_index_urls(args), index_strategy=args.index_strategy,
+                find_links=_find_links(args),
                 notify=lambda message: info(f"note: {message}"),
             )  # fmt: skip
         results.append(result)
@@ -346,13 +392,20 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     from wheelforge.select.machine import trusted_from_env
     from wheelforge.select.profiles import load_profiles
     from wheelforge.select.selection import parse_requirement
-    from wheelforge.simple_api import directory_files, read_project_page
+    from wheelforge.simple_api import directory_files
 
-    if args.index:
+    if args.indexes:
         requirement = parse_requirement(args.source)
-        files = read_project_page(_index(args) or "", requirement.name, vet=True,
-                                  allow_hosts=args.allow_host,
-                                  allow_unhashed=args.allow_unhashed)  # fmt: skip
+        candidates = _pools(args, requirement.name, [])
+        if len(candidates) > 1:
+            raise InvalidInput(
+                "coverage: --index-strategy unsafe-first-match with the project on several "
+                "indexes is not supported (each profile may get another index): use "
+                "first-index or unsafe-best-match"
+            )
+        for note in candidates[0].notes:
+            info(f"note: {note}")
+        files = list(candidates[0].files)
     else:
         dist = Path(args.source)
         requirement = parse_requirement(_project_in(dist))

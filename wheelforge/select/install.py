@@ -131,6 +131,8 @@ def install(
     workdir: Path,
     index_url: str | None = None,
     find_links: Sequence[Path] = (),
+    index_urls: Sequence[str] = (),
+    index_strategy: str | None = None,
     notify: Callable[[str], None] = lambda message: None,
 ) -> InstallResult:
     """Download the chosen wheel (its sha256 checked), make it readable by ``installer``,
@@ -167,7 +169,15 @@ def install(
                    str(plain)]  # fmt: skip
     else:
         command = [_uv(), "pip", "install", "--python", target.executable, str(plain)]
-    command += ["--index-url", index_url] if index_url else []
+    urls = [index_url] if index_url else list(index_urls)
+    if installer == "uv":  # --index: the first has priority, as wheelforge reads them
+        for url in urls:
+            command += ["--index", url]
+        command += ["--index-strategy", index_strategy] if index_strategy and urls else []
+    else:
+        command += ["--index-url", urls[0]] if urls else []
+        for url in urls[1:]:
+            command += ["--extra-index-url", url]
     for directory in find_links:
         command += ["--find-links", str(directory)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -42,11 +42,12 @@ class Candidate:
     properties: tuple[str, ...]
     status: str  # "chosen", "compatible", or why not
     rank_key: str = ""  # the (namespace, feature, value) indices the ranking compares
+    source: str | None = None  # the index (or find-links directory) it came from
 
     def to_json(self) -> dict[str, Any]:
         return {"filename": self.filename, "label": self.label,
                 "properties": list(self.properties), "status": self.status,
-                "rank_key": self.rank_key}  # fmt: skip
+                "rank_key": self.rank_key, "index": self.source}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Selection:
     variants_file: str | None = None
     notes: tuple[str, ...] = field(default=())
     sdist: ProjectFile | None = None  # what an installer would build instead (see select)
+    source: str | None = None  # the index (or find-links directory) of the chosen wheel
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class Selection:
             "notes": list(self.notes),
             "sdist": self.sdist.filename if self.sdist else None,
             "sdist_url": self.sdist.url if self.sdist else None,
+            "index": self.source,
         }
 
 
