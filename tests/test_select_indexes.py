@@ -431,3 +431,37 @@ def test_a_variants_file_on_b_never_applies_to_wheels_on_a(tmp_path: Path) -> No
     labelled = [c for c in selection.candidates if c.label is not None]
     assert labelled and {c.status for c in labelled} == {"ignored: no variants file listed"}
     assert {c.source for c in selection.candidates} == {"A"}
+
+
+@pytest.mark.parametrize("form", ["--tracks", "--alternate-location"])
+def test_links_written_by_index_are_what_select_merges_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    """``index --tracks`` / ``--alternate-location`` (the writer) on the variant index,
+    read back by the selector: a merging strategy takes the newer version from the
+    related index; without the links it refuses."""
+    dists = {}
+    for which, version in (("A", "1.0"), ("B", "2.0")):
+        dist = tmp_path / f"dist-{which}"
+        dist.mkdir()
+        build_plain_wheel(dist, NAME, version, files={
+            f"{NAME}/__init__.py": f"FROM = '{which} {version}'\n".encode()})  # fmt: skip
+        dists[which] = dist
+    site_a, site_b = tmp_path / "site-a", tmp_path / "site-b"
+    assert main(["index", str(dists["A"]), "--out", str(site_a)]) == 0
+    with serving(site_a) as url_a:
+        assert main(["index", str(dists["B"]), "--out", str(site_b)]) == 0
+        with serving(site_b) as url_b:
+            sites = Sites(url_a, url_b, site_a, site_b)
+            capsys.readouterr()
+            code, ours, err = wheelforge_select(sites, "unsafe-best-match", NAME, capsys)
+            assert code == 2 and ours is None, err
+            # B declares A (and, for alternate-locations, A declares B)
+            assert main(["index", str(dists["B"]), "--out", str(site_b), form,
+                         f"{url_a}{NAME}/"]) == 0  # fmt: skip
+            if form == "--alternate-location":
+                assert main(["index", str(dists["A"]), "--out", str(site_a),
+                             form, f"{url_b}{NAME}/"]) == 0  # fmt: skip
+            capsys.readouterr()
+            code, ours, err = wheelforge_select(sites, "unsafe-best-match", NAME, capsys)
+            assert (code, ours) == (0, "B 2.0"), err
