@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wheelforge.errors import InvalidInput
+from wheelforge.inspection import directory_wheels
 from wheelforge.wheel.archive import METHOD_NAMES, Member
 from wheelforge.wheel.elf import ELF_MAGIC
 from wheelforge.wheel.wheelfile import Wheel
@@ -211,8 +212,8 @@ def diff_paths(a: Path, b: Path) -> DiffReport:
         raise InvalidInput(f"{a} and {b}: expected two wheels or two directories, got one of each")
     if not a.is_dir():
         return DiffReport((diff_wheels(a, b),))
-    wheels_a = {p.name: p for p in _wheels(a)}
-    wheels_b = {p.name: p for p in _wheels(b)}
+    wheels_a = {p.name: p for p in directory_wheels(a)}
+    wheels_b = {p.name: p for p in directory_wheels(b)}
     if not wheels_a and not wheels_b:
         raise InvalidInput(f"{a} and {b}: no .whl files in either directory")
     pairs = tuple(
@@ -223,10 +224,6 @@ def diff_paths(a: Path, b: Path) -> DiffReport:
         only_a=tuple(wheels_a[n] for n in sorted(wheels_a.keys() - wheels_b)),
         only_b=tuple(wheels_b[n] for n in sorted(wheels_b.keys() - wheels_a)),
     )
-
-
-def _wheels(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix == ".whl" and p.is_file())
 
 
 def diff_wheels(a: Path, b: Path) -> WheelDiff:

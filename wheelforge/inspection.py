@@ -82,9 +82,14 @@ def inspect_wheel(path: Path, *, verify: bool = True) -> WheelReport:
         )
 
 
+def directory_wheels(directory: Path) -> list[Path]:
+    """The ``.whl`` files directly in ``directory``, sorted."""
+    return sorted(p for p in directory.iterdir() if p.suffix == ".whl" and p.is_file())
+
+
 def wheels_in(path: Path) -> list[Path]:
     if path.is_dir():
-        wheels = sorted(p for p in path.iterdir() if p.suffix == ".whl" and p.is_file())
+        wheels = directory_wheels(path)
         if not wheels:
             raise InvalidInput(f"{path}: no .whl files in this directory")
         return wheels

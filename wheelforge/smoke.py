@@ -186,8 +186,9 @@ def claimed_machine(
 
     level: int | None = None
     if platform_tag == "any" or platform_tag.endswith("x86_64"):  # any: runs on the baseline
-        levels = [int(v[1:]) for v in values.get(("x86_64", "level"), []) if v[1:].isdigit()]
-        level = min(levels) if levels else 1
+        from wheelforge.isa import claimed_level  # the ISA audit's reading of the claim
+
+        level = claimed_level(props)
     env: dict[str, str] = {}
     driver = lowest("nvidia", "cuda_version_lower_bound")
     sms = [s for v in values.get(("nvidia", "sm_arch"), []) if (s := _sm_version(v))]
