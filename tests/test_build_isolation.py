@@ -205,18 +205,29 @@ def test_the_cache_discards_an_entry_whose_wheel_changed(
     project = make_project(tmp_path)
     matrix = write_matrix(tmp_path, project)
     assert build(tmp_path, matrix, "--only", "cuda") == 0
-    (cached,) = (tmp_path / "cache").rglob("*.whl")
-    with open(cached, "ab") as f:
+    (raw,) = (tmp_path / "cache" / "raw").rglob("*.whl")
+    (repaired,) = (tmp_path / "cache" / "repaired").rglob("*.whl")
+    with open(repaired, "ab") as f:
         f.write(b"tampered")
     capsys.readouterr()
+    # The repaired wheel is discarded; the unrepaired one is repaired again, not compiled.
+    assert build(tmp_path, matrix, "--only", "cuda", "--json") == 0
+    out = capsys.readouterr()
+    assert statuses(out.out) == {"cuda": "repaired"}
+    assert f"warning: discarding the cache entry {repaired}: it no longer matches its sha256" in (
+        out.err
+    )
+    # Both discarded: compiled again.
+    for entry in (raw, repaired):
+        with open(entry, "ab") as f:
+            f.write(b"tampered")
     assert build(tmp_path, matrix, "--only", "cuda", "--json") == 0
     out = capsys.readouterr()
     assert statuses(out.out) == {"cuda": "built"}
-    assert f"warning: discarding the cache entry {cached}: it no longer matches its sha256" in (
-        out.err
-    )
-    with zipfile.ZipFile(next((tmp_path / "cache").rglob("*.whl"))) as zf:
-        assert zf.testzip() is None
+    for entry in (raw, repaired):
+        assert f"warning: discarding the cache entry {entry}: it no longer matches" in out.err
+        with zipfile.ZipFile(entry) as zf:
+            assert zf.testzip() is None
 
 
 def test_an_incomplete_sdist_fails_and_source_tree_builds_it(

@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import build_plain_wheel
-from wheelforge.build.cache import BuildCache
+from wheelforge.build.cache import REPAIRED, BuildCache
 from wheelforge.build.cibuildwheel import environment_string
 from wheelforge.build.manifest import MANIFEST_NAME
 from wheelforge.build.orchestrator import BuildOptions, build_jobs, plan_build
@@ -359,7 +359,7 @@ def cached_build(repo: Path, kind: str = "null") -> tuple[Path, Path]:
     (plan,) = plan_build(matrix, matrix.jobs, options, lambda job, message: None).plans
     wheels = repo / "wheels"
     wheels.mkdir(exist_ok=True)
-    BuildCache(cache).put(plan.key, build_plain_wheel(wheels, "demo", "1.0"))
+    BuildCache(cache / REPAIRED).put(plan.key, build_plain_wheel(wheels, "demo", "1.0"))
     return matrix_file, cache
 
 

@@ -1,6 +1,8 @@
-"""The build cache: a repaired wheel per build key (the isolated source's content, the
-job's build settings, toolchain and Python versions), so an unchanged variant is never
-compiled twice; and the sdist per project tree."""
+"""The build cache: the unrepaired wheel per compile key (the isolated source's content,
+the job's build settings, toolchain and Python versions) under ``raw/``, the repaired wheel
+per repair key (the compile key and the repair options) under ``repaired/``, so an
+unchanged variant is never compiled twice and changing only how a variant is repaired
+compiles nothing; and the sdist per project tree under ``sdists/``."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from wheelforge.matrix import Job
 
 _RECORD = "sha256.json"
 
+RAW = "raw"  # the cache's folder of unrepaired wheels, by compile key
+REPAIRED = "repaired"  # the cache's folder of repaired wheels, by repair key
+
 
 def default_cache_dir() -> Path:
     if os.environ.get("WHEELFORGE_CACHE_DIR"):
@@ -26,25 +31,48 @@ def default_cache_dir() -> Path:
     return Path(base) / "wheelforge"
 
 
-def build_key(
-    job: Job, source: str, toolchain: Toolchain, python_version: str, source_date_epoch: str
+def compile_key(
+    job: Job,
+    source: str,
+    toolchain: Toolchain,
+    python_version: str,
+    source_date_epoch: str,
+    *,
+    builder: str = "build",
 ) -> str:
-    """What determines the repaired wheel. Label, properties, requirements and
+    """What determines the unrepaired wheel. Label, properties, requirements and
     compression are applied after the cache, so the plain wheel and the null variant
-    share one compile, and relabelling a variant rebuilds nothing."""
-    inputs = {
+    share one compile, and relabelling a variant rebuilds nothing. cibuildwheel repairs
+    inside its container, so there the repair options are part of the compile."""
+    inputs: dict[str, object] = {
         "wheelforge": __version__,
         "source": source,
         "config-settings": job.config_settings,
         "env": job.env,
         "before-build": job.before_build,
         "cuda-components": job.cuda_components,
-        "repair": [job.repair_exclude, job.repair_isa_check, job.accelerator_runtime],
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
         "source-date-epoch": source_date_epoch,
     }
+    if builder != "build":
+        inputs["builder"] = builder
+        inputs["repair"] = repair_inputs(job)
     return cache_key(inputs)
+
+
+def repair_inputs(job: Job) -> dict[str, object]:
+    """The job's repair options: what, with the unrepaired wheel, determines the repaired one."""
+    return {
+        "exclude": job.repair_exclude,
+        "isa-check": job.repair_isa_check,
+        "accelerator-runtime": job.accelerator_runtime,
+    }
+
+
+def repair_key(job: Job, compiled: str) -> str:
+    """What determines the repaired wheel: the compile key and the repair options."""
+    return cache_key({"compile": compiled, "repair": repair_inputs(job)})
 
 
 def cache_key(inputs: Mapping[str, object]) -> str:
@@ -53,8 +81,9 @@ def cache_key(inputs: Mapping[str, object]) -> str:
 
 
 class BuildCache:
-    """One file per key (a repaired wheel, an sdist), with its sha256 beside it: an entry
-    whose file no longer matches is discarded, with a warning, and built again."""
+    """One file per key (an unrepaired or a repaired wheel, an sdist), with its sha256
+    beside it: an entry whose file no longer matches is discarded, with a warning, and
+    built again."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -35,6 +35,8 @@ class Artifact:
     input_hash: str
     log: str | None
     compiler_cache: dict[str, object] | None = None  # the build's hits and misses
+    compile_hash: str | None = None  # the unrepaired wheel's cache key (input_hash: the repaired's)
+    compiled: bool | None = None  # whether this run compiled it (False: repaired or cached)
 
     @classmethod
     def of(
@@ -43,6 +45,8 @@ class Artifact:
         wheel: Path,
         *,
         key: str,
+        compile_key: str,
+        compiled: bool,
         log: Path | None,
         compiler_cache: dict[str, object] | None = None,
     ) -> Artifact:
@@ -59,6 +63,8 @@ class Artifact:
             input_hash=key,
             log=str(log) if log is not None else None,
             compiler_cache=compiler_cache,
+            compile_hash=compile_key,
+            compiled=compiled,
         )
 
     @classmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wheelforge import __version__
 from wheelforge.build.backend import pep517_build
-from wheelforge.build.cache import BuildCache, build_key, cache_key
+from wheelforge.build.cache import RAW, REPAIRED, BuildCache, cache_key, compile_key, repair_key
 from wheelforge.build.compiler_cache import (
     CacheStats,
     compiler_cache_session,
@@ -61,8 +61,10 @@ SDIST_JOB = "sdist"  # the progress and manifest name of the sdist step
 @dataclass(frozen=True)
 class JobResult:
     job: Job
-    # "built" | "cached" | "failed" | "skipped" | "unavailable" | "rejected" (built, but a
-    # fallback wheel with GPU content: check's fallback guards)
+    # "built" (compiled and repaired) | "repaired" (not compiled: the unrepaired wheel was
+    # cached or built by another job of the run) | "cached" | "failed" | "skipped" |
+    # "unavailable" | "rejected" (built, but a fallback wheel with GPU content: check's
+    # fallback guards)
     status: str
     seconds: float = 0.0
     wheel: Path | None = None
@@ -74,7 +76,7 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("built", "cached")
+        return self.status in ("built", "repaired", "cached")
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,11 @@ class Resolved:
 
 @dataclass(frozen=True)
 class _Plan(Resolved):
-    """A resolved job with its build key."""
+    """A resolved job with its cache keys."""
 
-    key: str
+    key: str  # the repair key: what determines the repaired wheel
     source_date_epoch: str
+    compile_key: str  # what determines the unrepaired wheel
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Source:
     """What every job builds from: a pristine copy made afresh per job."""
 
     mode: str  # "sdist" | "tree"
-    digest: str  # of the content the jobs build from: the build key's source part
+    digest: str  # of the content the jobs build from: the compile key's source part
     sdist: Path | None  # the release's sdist (mode "sdist")
     files: ProjectFiles  # the project's files (mode "tree" copies them per job)
 
@@ -297,6 +300,16 @@ def _tmpdir(job_dir: Path) -> Path:
     return tmp
 
 
+def _job_env(plan: _Plan, job_dir: Path) -> dict[str, str]:
+    """The environment of a job's build and repair steps."""
+    env = dict(os.environ)
+    env.update(plan.toolchain.env)
+    env.update(plan.job.env)
+    env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
+    env["TMPDIR"] = str(_tmpdir(job_dir))
+    return env
+
+
 def _compile(
     plan: _Plan,
     source: Path,
@@ -307,18 +320,15 @@ def _compile(
     builder: str = "build",
     cache_dir: Path | None = None,
 ) -> tuple[Path, CacheStats | None]:
-    """Before-build steps, build and repair: the expensive part, the one the cache keeps.
-    Returns the repaired wheel and the compiler cache's statistics."""
+    """Before-build steps and the build: the expensive part. Returns the unrepaired wheel
+    (with cibuildwheel the repaired one: it repairs in its container) and the compiler
+    cache's statistics."""
     job = plan.job
     heartbeat = functools.partial(progress, job.id)
-    env = dict(os.environ)
-    env.update(plan.toolchain.env)
-    env.update(job.env)
+    env = _job_env(plan, job_dir)
     # The job directory's path and nvcc's temporary names stay out of the output.
     nvcc = plan.toolchain.name == "nvcc" and nvcc_has_objtemp(plan.toolchain.path)
     env.update(reproducible_flags(job_dir, env, nvcc_objtemp=nvcc))
-    env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
-    env["TMPDIR"] = str(_tmpdir(job_dir))
     # scikit-build-core's build directory, kept with the job (other backends ignore it).
     build_dir = (job_dir / "build").resolve()
     env["SKBUILD_BUILD_DIR"] = str(build_dir)
@@ -361,7 +371,14 @@ def _compile(
             config_settings=job.config_settings, env=env, log=log, log_path=log_path,
             heartbeat=heartbeat,
         )  # fmt: skip
-    stats = compilers.stats()
+    return raw, compilers.stats()
+
+
+def _repair(plan: _Plan, raw: Path, job_dir: Path, log_path: Path, progress: Progress) -> Path:
+    """auditwheel repair (through :func:`repair_wheel`) of the unrepaired wheel, logged
+    at the end of the job's log. Returns the repaired wheel."""
+    job = plan.job
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         progress(job.id, "repairing")
         repaired, report = repair_wheel(
@@ -371,7 +388,7 @@ def _compile(
             isa_check=job.repair_isa_check,
             runtime=job.accelerator_runtime,
             cuda_version=plan.toolchain.version if plan.toolchain.name == "nvcc" else None,
-            env=env,
+            env=_job_env(plan, job_dir),
             log=log,
             log_path=log_path,
         )
@@ -381,7 +398,7 @@ def _compile(
             progress(job.id, f"{library.action} {library.kind} library {library.soname}{note}")
     for fix in report.runpaths:
         progress(job.id, fix.describe())
-    return repaired, stats
+    return repaired
 
 
 def _finish(job: Job, repaired: Path, matrix: Matrix, job_dir: Path) -> Path:
@@ -444,7 +461,7 @@ class _TreeGuard:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """What a run will build: the isolated source, and each job's toolchain and build key
+    """What a run will build: the isolated source, and each job's toolchain and cache keys
     (jobs whose toolchain cannot be had, with ``skip_unavailable``, apart)."""
 
     source: Source
@@ -456,7 +473,7 @@ def plan_build(
     matrix: Matrix, jobs: Sequence[Job], options: BuildOptions, progress: Progress
 ) -> BuildPlan:
     """Resolve toolchains, prepare the isolated source (building the sdist unless it is
-    cached) and compute every job's build key. Nothing is compiled."""
+    cached) and compute every job's cache keys. Nothing is compiled."""
     toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
     resolved, unavailable = preflight(
         matrix, jobs, toolchains_dir, progress, builder=options.builder,
@@ -466,12 +483,16 @@ def plan_build(
         progress(result.job.id, f"unavailable: {result.error}")
     epoch = source_date_epoch(matrix.project)
     source = prepare_source(matrix, options, epoch, progress)
-    plans = tuple(
-        _Plan(r.job, r.toolchain, r.python, r.python_version, r.compiler_cache,
-              build_key(r.job, source.digest, r.toolchain, r.python_version, epoch), epoch)
-        for r in resolved
-    )  # fmt: skip
-    return BuildPlan(source, plans, tuple(unavailable))
+    plans = []
+    for r in resolved:
+        compiled = compile_key(
+            r.job, source.digest, r.toolchain, r.python_version, epoch, builder=options.builder
+        )
+        plans.append(
+            _Plan(r.job, r.toolchain, r.python, r.python_version, r.compiler_cache,
+                  repair_key(r.job, compiled), epoch, compiled)
+        )  # fmt: skip
+    return BuildPlan(source, tuple(plans), tuple(unavailable))
 
 
 def build_jobs(
@@ -484,7 +505,10 @@ def build_jobs(
     guard = _TreeGuard(matrix.project, options)
     build_plan = plan_build(matrix, jobs, options, progress)
     source, plans = build_plan.source, build_plan.plans
-    cache = BuildCache(options.cache_dir) if options.cache_dir is not None else None
+    raw_cache = repaired_cache = None
+    if options.cache_dir is not None:
+        raw_cache = BuildCache(options.cache_dir / RAW)
+        repaired_cache = BuildCache(options.cache_dir / REPAIRED)
     options.out.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     lock = threading.Lock()
@@ -493,26 +517,103 @@ def build_jobs(
         sdist = options.out / source.sdist.name
         shutil.copyfile(source.sdist, sdist)
         artifacts.append(Artifact.of_sdist(SDIST_JOB, sdist, key=source.digest))
-    built_now: set[str] = set()
-    failed_keys: dict[str, Path] = {}  # build key -> the log of the job whose build failed
+    # This run's wheels and failures, by key: a failed compile or repair is not tried
+    # again by another job (the value: the log of the job that failed).
+    raw_now: dict[str, Path] = {}
+    repaired_now: dict[str, Path] = {}
+    failed_compiles: dict[str, Path] = {}
+    failed_repairs: dict[str, Path] = {}
 
-    # Jobs with one build key (the plain wheel and the null variant, say) compile once:
-    # the first in matrix order builds, the others wait for it and take its wheel.
-    key_locks = {plan.key: threading.Lock() for plan in plans}
+    # Jobs with one compile key (the plain wheel and the null variant, say, or variants
+    # that differ only in their repair options) compile once: the first in matrix order
+    # builds, the others wait for it and take its wheel. Locks: a repair key's, then its
+    # compile key's.
+    compile_locks = {plan.compile_key: threading.Lock() for plan in plans}
+    repair_locks = {plan.key: threading.Lock() for plan in plans}
     first_of: dict[str, str] = {}
     for plan in plans:
-        first_of.setdefault(plan.key, plan.job.id)
+        first_of.setdefault(plan.compile_key, plan.job.id)
     first_done = {key: threading.Event() for key in first_of}
 
     def run(plan: _Plan) -> JobResult:
-        first = first_of[plan.key] == plan.job.id
+        first = first_of[plan.compile_key] == plan.job.id
         if not first:
-            first_done[plan.key].wait()
+            first_done[plan.compile_key].wait()
         try:
             return run_job(plan)
         finally:
             if first:
-                first_done[plan.key].set()
+                first_done[plan.compile_key].set()
+
+    def unrepaired(
+        plan: _Plan, job_dir: Path, log_path: Path
+    ) -> tuple[Path, bool, CacheStats | None]:
+        """The job's unrepaired wheel, whether this job compiled it, and its compiles."""
+        job = plan.job
+        key = plan.compile_key
+        with compile_locks[key]:
+            if key in failed_compiles:
+                raise BuildFailed(
+                    f"not built again: the same build failed in this run; see "
+                    f"{failed_compiles[key]}"
+                )
+            raw = raw_now.get(key)
+            if raw is None and raw_cache is not None and options.read_cache:
+                raw = raw_cache.get(key, "*.whl", warn=functools.partial(progress, job.id))
+            if raw is not None:
+                progress(job.id, f"not compiled: the unrepaired {raw.name} was built before")
+                return raw, False, None
+            try:
+                copy = source.copy_for(job_dir)
+                raw, compiles = _compile(
+                    plan, copy, job_dir, log_path, progress,
+                    builder=options.builder, cache_dir=options.cache_dir,
+                )  # fmt: skip
+                if compiles is not None:
+                    progress(job.id, f"compiler cache: {compiles.summary()}")
+                guard.verify(job)
+            except WheelforgeError:
+                failed_compiles[key] = log_path
+                raise
+            if raw_cache is not None and options.builder == "build":
+                raw_cache.put(key, raw)
+            raw_now[key] = raw
+            return raw, True, compiles
+
+    def repaired_wheel(
+        plan: _Plan, job_dir: Path, log_path: Path
+    ) -> tuple[Path, str, CacheStats | None]:
+        """The job's repaired wheel, the job's status and its compiles."""
+        job = plan.job
+        with repair_locks[plan.key]:
+            if plan.key in failed_repairs:
+                raise BuildFailed(
+                    f"not repaired again: the same repair failed in this run; see "
+                    f"{failed_repairs[plan.key]}"
+                )
+            repaired = repaired_now.get(plan.key)
+            if repaired is None and repaired_cache is not None and options.read_cache:
+                warn = functools.partial(progress, job.id)
+                repaired = repaired_cache.get(plan.key, "*.whl", warn=warn)
+            if repaired is not None:
+                progress(job.id, f"cached build ({repaired.name})")
+                return repaired, "cached", None
+            raw, compiled, compiles = unrepaired(plan, job_dir, log_path)
+            if not compiled:  # the job's log holds its repair alone
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_path.write_text(f"not compiled: repairing the unrepaired {raw}\n")
+            try:
+                # cibuildwheel's wheel comes repaired (its repair options are in the compile key).
+                repaired = raw if options.builder == "cibuildwheel" else (
+                    _repair(plan, raw, job_dir, log_path, progress)
+                )  # fmt: skip
+            except WheelforgeError:
+                failed_repairs[plan.key] = log_path
+                raise
+            if repaired_cache is not None:
+                repaired_cache.put(plan.key, repaired)
+            repaired_now[plan.key] = repaired
+            return repaired, "built" if compiled else "repaired", compiles
 
     def run_job(plan: _Plan) -> JobResult:
         job = plan.job
@@ -524,35 +625,7 @@ def build_jobs(
         started = time.monotonic()
         remove_tree(job_dir, root=options.work_dir)  # a symlink is unlinked, not followed
         try:
-            with key_locks[plan.key]:
-                if plan.key in failed_keys:
-                    raise BuildFailed(
-                        f"not built again: the same build failed in this run; see "
-                        f"{failed_keys[plan.key]}"
-                    )
-                reuse = options.read_cache or plan.key in built_now
-                warn = functools.partial(progress, job.id)
-                repaired = cache.get(plan.key, "*.whl", warn=warn) if cache and reuse else None
-                status = "cached" if repaired is not None else "built"
-                compiles: CacheStats | None = None
-                if repaired is None:
-                    try:
-                        copy = source.copy_for(job_dir)
-                        repaired, compiles = _compile(
-                            plan, copy, job_dir, log_path, progress,
-                            builder=options.builder, cache_dir=options.cache_dir,
-                        )  # fmt: skip
-                        if compiles is not None:
-                            progress(job.id, f"compiler cache: {compiles.summary()}")
-                        guard.verify(job)
-                    except WheelforgeError:
-                        failed_keys[plan.key] = log_path
-                        raise
-                    if cache is not None:
-                        cache.put(plan.key, repaired)
-                    built_now.add(plan.key)
-                else:
-                    progress(job.id, f"cached build ({repaired.name})")
+            repaired, status, compiles = repaired_wheel(plan, job_dir, log_path)
             wheel = _finish(job, repaired, matrix, job_dir)
             limit = int(job.max_size_mb * 1024 * 1024)
             oversized = check_size(wheel, limit=limit, action=job.oversize)
@@ -576,17 +649,22 @@ def build_jobs(
             )
         seconds = time.monotonic() - started
         progress(job.id, f"done in {seconds:.1f}s: {target.name}")
-        log = log_path if status == "built" else None
+        log = log_path if status != "cached" else None
         with lock:
             stats = compiles.to_json() if compiles is not None else None
-            artifacts.append(Artifact.of(job, target, key=plan.key, log=log, compiler_cache=stats))
+            artifacts.append(
+                Artifact.of(
+                    job, target, key=plan.key, compile_key=plan.compile_key,
+                    compiled=status == "built", log=log, compiler_cache=stats,
+                )
+            )  # fmt: skip
         return JobResult(
             job, status, seconds, target, log, warning=oversized, compiler_cache=compiles,
             test=tested,
         )  # fmt: skip
 
     # Device-code builds are the long poles: start them first, report in matrix order.
-    # The sort is stable, so the first job of a build key is still submitted before the
+    # The sort is stable, so the first job of a compile key is still submitted before the
     # others that wait for it (the pool takes work in order: no deadlock at -j 1).
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
