@@ -412,21 +412,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         emit_json(cibuildwheel_plan(matrix.jobs))
     else:
-        table(
-            ["job", "kind", "label", "properties", "toolchain", "python", "compression"],
+        headers = ["job", "kind", "label", "properties", "toolchain", "python", "compression"]
+        rows = [
             [
-                [
-                    job.id,
-                    job.kind,
-                    job.label or "-",
-                    "; ".join(sorted(map(str, job.properties))),
-                    job.toolchain,
-                    job.python,
-                    job.compression,
-                ]
-                for job in matrix.jobs
-            ],
-        )
+                job.id,
+                job.kind,
+                job.label or "-",
+                "; ".join(sorted(map(str, job.properties))),
+                job.toolchain,
+                job.python,
+                job.compression,
+            ]
+            for job in matrix.jobs
+        ]
+        settings = [job.settings() for job in matrix.jobs]
+        if any(settings):  # the merged config-settings and env, [defaults] included
+            headers.append("settings")
+            for row, text in zip(rows, settings, strict=True):
+                row.append(text or "-")
+        table(headers, rows)
     return 0
 
 
