@@ -449,6 +449,31 @@ def test_errors_name_what_came_from_defaults(tmp_path: Path) -> None:
         assert f"m.toml: {expected}" in str(err.value)
 
 
+def test_source_date_epoch_key(tmp_path: Path) -> None:
+    body = """
+[defaults]
+source-date-epoch = false
+
+[[variants]]
+kind = "plain"
+
+[[variants]]
+kind = "null"
+source-date-epoch = true
+"""
+    jobs = {j.id: j for j in matrix(tmp_path, body).jobs}
+    assert not jobs["plain"].source_date_epoch and jobs["null"].source_date_epoch
+    assert jobs["plain"].to_json()["source-date-epoch"] is False
+    assert jobs["plain"].settings() == "no SOURCE_DATE_EPOCH"
+    assert jobs["null"].settings() == ""
+    with pytest.raises(InvalidInput) as err:
+        matrix(tmp_path, '[[variants]]\nkind = "null"\nsource-date-epoch = "no"\n')
+    assert str(err.value).endswith(
+        "m.toml: variants[0].source-date-epoch: expected true (the build sees "
+        "SOURCE_DATE_EPOCH) or false, got 'no'"
+    )
+
+
 def test_plan_shows_the_merged_settings(cli: Cli) -> None:
     path = Path(__file__).parent / "fixtures" / "vendored" / "matrix.toml"
     code, out, _ = cli("plan", "--matrix", path)

@@ -64,6 +64,7 @@ _VARIANT_KEYS = (
     "compiler-cache",
     "test-command",
     "test-requires",
+    "source-date-epoch",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 # Job ids name directories and logs (.wheelforge/jobs/ID): the label's characters plus
@@ -116,6 +117,9 @@ class Job:
     # sh -c, a tuple is an argv; {project} and {wheel} are substituted. None: no test.
     test_command: str | tuple[str, ...] | None = None
     test_requires: tuple[str, ...] = ()  # installed beside the wheel for the test
+    # False: the build runs without SOURCE_DATE_EPOCH (some build systems change their
+    # flags when it is set); wheelforge's own zip dates still take it.
+    source_date_epoch: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,6 +150,7 @@ class Job:
             if isinstance(self.test_command, tuple)
             else self.test_command,
             "test-requires": list(self.test_requires),
+            "source-date-epoch": self.source_date_epoch,
         }
 
     def settings(self) -> str:
@@ -153,6 +158,8 @@ class Job:
         parts = [f"{key}={value}" for key, value in self.config_settings]
         if self.env:
             parts.append("env: " + " ".join(f"{key}={value}" for key, value in self.env))
+        if not self.source_date_epoch:
+            parts.append("no SOURCE_DATE_EPOCH")
         return ", ".join(parts)
 
 
@@ -562,6 +569,12 @@ def _job(
     isa_check = entry.get("repair-isa-check", True)
     if not isinstance(isa_check, bool):
         raise check.fail(f"{path}.repair-isa-check", "expected true or false")
+    epoch = entry.get("source-date-epoch", True)
+    if not isinstance(epoch, bool):
+        raise check.fail(
+            f"{path}.source-date-epoch",
+            f"expected true (the build sees SOURCE_DATE_EPOCH) or false, got {epoch!r}",
+        )
     python = context["python"]
     default_id = label if label is not None else "plain"
     job_id = text("id", default_id) or default_id
@@ -624,6 +637,7 @@ def _job(
         ),
         test_command=_test_command(check, render, entry.get("test-command"), path, context),
         test_requires=_requirements(check, texts("test-requires"), f"{path}.test-requires"),
+        source_date_epoch=epoch,
     )
 
 

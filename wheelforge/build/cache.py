@@ -42,7 +42,8 @@ def build_key(
         "repair": [job.repair_exclude, job.repair_isa_check, job.accelerator_runtime],
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
-        "source-date-epoch": source_date_epoch,
+        "source-date-epoch": source_date_epoch,  # repair's zip dates take it in any case
+        "build-sees-source-date-epoch": job.source_date_epoch,
     }
     return cache_key(inputs)
 

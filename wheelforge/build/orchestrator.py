@@ -317,7 +317,12 @@ def _compile(
     # The job directory's path and nvcc's temporary names stay out of the output.
     nvcc = plan.toolchain.name == "nvcc" and nvcc_has_objtemp(plan.toolchain.path)
     env.update(reproducible_flags(job_dir, env, nvcc_objtemp=nvcc))
-    env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
+    # source-date-epoch = false: the build runs as a local `pip wheel .` would, without
+    # the caller's value either; repair (auditwheel's zip dates) still takes it.
+    if job.source_date_epoch:
+        env["SOURCE_DATE_EPOCH"] = plan.source_date_epoch
+    else:
+        env.pop("SOURCE_DATE_EPOCH", None)
     env["TMPDIR"] = str(_tmpdir(job_dir))
     # scikit-build-core's build directory, kept with the job (other backends ignore it).
     build_dir = (job_dir / "build").resolve()
@@ -347,7 +352,8 @@ def _compile(
             progress(job.id, f"building with cibuildwheel in {manylinux_image(job)}")
             wheel = run_cibuildwheel(
                 job, source, job_dir / "cibuildwheel", env=env, log=log,
-                log_path=log_path, source_date_epoch=plan.source_date_epoch,
+                log_path=log_path,
+                source_date_epoch=plan.source_date_epoch if job.source_date_epoch else None,
             )  # fmt: skip
             return wheel, None
         cached = f", compiler cache: {kind}" if kind != "none" else ""
@@ -371,7 +377,7 @@ def _compile(
             isa_check=job.repair_isa_check,
             runtime=job.accelerator_runtime,
             cuda_version=plan.toolchain.version if plan.toolchain.name == "nvcc" else None,
-            env=env,
+            env={**env, "SOURCE_DATE_EPOCH": plan.source_date_epoch},
             log=log,
             log_path=log_path,
         )
