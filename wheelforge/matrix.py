@@ -153,15 +153,6 @@ class Job:
             "source-date-epoch": self.source_date_epoch,
         }
 
-    def settings(self) -> str:
-        """What the build is given, in one line: ``cmake.define.X=Y, env: A=B``."""
-        parts = [f"{key}={value}" for key, value in self.config_settings]
-        if self.env:
-            parts.append("env: " + " ".join(f"{key}={value}" for key, value in self.env))
-        if not self.source_date_epoch:
-            parts.append("no SOURCE_DATE_EPOCH")
-        return ", ".join(parts)
-
 
 @dataclass(frozen=True)
 class Matrix:
