@@ -269,6 +269,7 @@ def test_plan_formats(tmp_path: Path, cli: Cli) -> None:
         "toolchain",
         "python",
         "compression",
+        "settings",
     ]
     assert "cu130_90" in out
     code, _, err = cli("plan", "--matrix", tmp_path / "missing.toml")
@@ -356,3 +357,145 @@ def test_the_abi_dependency_example_plans_and_selects(
     winner = best(release, machine, plain=True)
     assert winner is not None
     assert winner.label == expected
+
+
+MERGE = """
+[defaults]
+config-settings = { "cmake.define.BACKEND" = "cpu", "cmake.define.NATIVE" = "OFF", "setup-args" = ["-Da=1", "-Db=2"] }
+env = { CC_TAG = "gcc", LEVEL = "v1" }
+
+[axes]
+level = ["v2", "v3"]
+
+[[variants]]
+kind = "plain"
+
+[[variants]]
+axes = ["level"]
+properties = ["x86_64 :: level :: {{ level }}"]
+config-settings = { "cmake.define.BACKEND" = "cpu-{{ level }}", "setup-args" = ["-Dc=3"] }
+env = { LEVEL = "{{ level }}", EXTRA = "1" }
+
+[[variants]]
+kind = "null"
+env = {}
+"""
+
+
+def test_table_valued_keys_merge_with_defaults_and_the_variant_wins_per_key(
+    tmp_path: Path,
+) -> None:
+    jobs = {j.id: j for j in matrix(tmp_path, MERGE).jobs}
+    defaults_only = {
+        "cmake.define.BACKEND": "cpu",
+        "cmake.define.NATIVE": "OFF",
+        "setup-args": ["-Da=1", "-Db=2"],
+    }
+    assert jobs["plain"].to_json()["config-settings"] == defaults_only
+    assert dict(jobs["plain"].env) == {"CC_TAG": "gcc", "LEVEL": "v1"}
+    v3 = next(j for j in jobs.values() if j.axes == (("level", "v3"),))
+    # The default NATIVE=OFF survives a variant that sets other CMake options; a list
+    # value is one entry (the variant's replaces the default's whole).
+    assert v3.to_json()["config-settings"] == {
+        "cmake.define.BACKEND": "cpu-v3",
+        "cmake.define.NATIVE": "OFF",
+        "setup-args": "-Dc=3",
+    }
+    assert dict(v3.env) == {"CC_TAG": "gcc", "EXTRA": "1", "LEVEL": "v3"}
+    # An empty table removes nothing: TOML has no null to remove a default entry with.
+    assert dict(jobs["null"].env) == {"CC_TAG": "gcc", "LEVEL": "v1"}
+
+
+def test_templates_in_defaults_render_with_each_variants_axes(tmp_path: Path) -> None:
+    body = """
+[defaults]
+config-settings = { "cmake.define.TAG" = "{{ level }}-py{{ python }}" }
+env = { LEVEL = "{{ level }}" }
+
+[axes]
+level = ["v2", "v3"]
+
+[[variants]]
+axes = ["level"]
+properties = ["x86_64 :: level :: {{ level }}"]
+env = { OWN = "x" }
+"""
+    jobs = matrix(tmp_path, body).jobs
+    assert sorted(dict(j.config_settings)["cmake.define.TAG"] for j in jobs) == [
+        "v2-py3.11",
+        "v3-py3.11",
+    ]
+    assert sorted(j.env for j in jobs) == [
+        (("LEVEL", "v2"), ("OWN", "x")),
+        (("LEVEL", "v3"), ("OWN", "x")),
+    ]
+
+
+def test_errors_name_what_came_from_defaults(tmp_path: Path) -> None:
+    cases = [
+        ('[defaults]\nenv = { "BAD-NAME" = "1" }\n\n[[variants]]\nkind = "null"\nenv = { A = "1" }\n',
+         "variants[0].env.BAD-NAME (from [defaults]): environment variable name 'BAD-NAME'"),
+        ('[defaults]\nenv = { L = "{{ level }}" }\n\n[[variants]]\nkind = "null"\n',
+         "variants[0].env.L (from [defaults]): template error: 'level' is undefined"),
+        ('[defaults]\ncompression = "zstd"\n\n[[variants]]\nkind = "plain"\n',
+         "variants[0].compression (from [defaults]): expected deflate for the plain wheel"),
+        # The variant's own entry is named as the variant's.
+        ('[defaults]\nenv = { A = "1" }\n\n[[variants]]\nkind = "null"\nenv = { "B-C" = "1" }\n',
+         "variants[0].env.B-C: environment variable name"),
+    ]  # fmt: skip
+    for body, expected in cases:
+        with pytest.raises(InvalidInput) as err:
+            matrix(tmp_path, body)
+        assert f"m.toml: {expected}" in str(err.value)
+
+
+def test_source_date_epoch_key(tmp_path: Path, cli: Cli) -> None:
+    body = """
+[defaults]
+source-date-epoch = false
+
+[[variants]]
+kind = "plain"
+
+[[variants]]
+kind = "null"
+source-date-epoch = true
+"""
+    jobs = {j.id: j for j in matrix(tmp_path, body).jobs}
+    assert not jobs["plain"].source_date_epoch and jobs["null"].source_date_epoch
+    assert jobs["plain"].to_json()["source-date-epoch"] is False
+    code, out, _ = cli("plan", "--matrix", tmp_path / "m.toml")
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and rows["job"].endswith("settings")
+    assert rows["plain"].endswith("no SOURCE_DATE_EPOCH") and rows["null"].endswith(" -")
+    with pytest.raises(InvalidInput) as err:
+        matrix(tmp_path, '[[variants]]\nkind = "null"\nsource-date-epoch = "no"\n')
+    assert str(err.value).endswith(
+        "m.toml: variants[0].source-date-epoch: expected true (the build sees "
+        "SOURCE_DATE_EPOCH) or false, got 'no'"
+    )
+
+
+def test_plan_shows_the_merged_settings(cli: Cli) -> None:
+    path = Path(__file__).parent / "fixtures" / "vendored" / "matrix.toml"
+    code, out, _ = cli("plan", "--matrix", path)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[-1] == "settings"
+    v3 = next(line for line in lines if line.startswith("cpu-x86-64-v3 "))
+    assert v3.endswith(
+        "cmake.define.CMAKE_C_FLAGS=-march=x86-64-v3, cmake.define.VENDORED_LAYOUT=toplevel"
+    )
+    plain = next(line for line in lines if line.startswith("plain "))
+    assert plain.endswith("cmake.define.VENDORED_LAYOUT=toplevel")
+    code, out, _ = cli("plan", "--matrix", path, "--format", "json")
+    settings = {j["id"]: j["config-settings"] for j in json.loads(out)}
+    assert settings["cpu-x86-64-v3"] == {
+        "cmake.define.CMAKE_C_FLAGS": "-march=x86-64-v3",
+        "cmake.define.VENDORED_LAYOUT": "toplevel",
+    }
+
+
+def test_plan_has_no_settings_column_when_no_job_has_settings(tmp_path: Path, cli: Cli) -> None:
+    code, out, _ = cli("plan", "--matrix", write(tmp_path, '[[variants]]\nkind = "null"\n'))
+    assert code == 0 and out.splitlines()[0].split()[-1] == "compression"

@@ -55,7 +55,8 @@ HINTS: dict[str, str] = {
     "absolute-path": "an absolute path differs between the builds: map it with "
     "-ffile-prefix-map=DIR=. or build in the same directory",
     "timestamp": "a date or time is embedded (__DATE__/__TIME__, a generated header, a "
-    "gzip or zip date): honour SOURCE_DATE_EPOCH, which wheelforge sets for every build",
+    "gzip or zip date): honour SOURCE_DATE_EPOCH, which wheelforge sets for every build "
+    "unless the matrix says source-date-epoch = false",
     "build-id": "the GNU build-id is a hash of the linked output: it changes with any other "
     "difference in the file and needs no fix of its own",
     "stripped": "only the GNU build-id differs: the linker computed it before the library "

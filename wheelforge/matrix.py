@@ -64,6 +64,7 @@ _VARIANT_KEYS = (
     "compiler-cache",
     "test-command",
     "test-requires",
+    "source-date-epoch",
 )
 _DEFAULTABLE = tuple(k for k in _VARIANT_KEYS if k not in ("id", "kind", "axes", "label"))
 # Job ids name directories and logs (.wheelforge/jobs/ID): the label's characters plus
@@ -116,6 +117,9 @@ class Job:
     # sh -c, a tuple is an argv; {project} and {wheel} are substituted. None: no test.
     test_command: str | tuple[str, ...] | None = None
     test_requires: tuple[str, ...] = ()  # installed beside the wheel for the test
+    # False: the build runs without SOURCE_DATE_EPOCH (some build systems change their
+    # flags when it is set); wheelforge's own zip dates still take it.
+    source_date_epoch: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,6 +150,7 @@ class Job:
             if isinstance(self.test_command, tuple)
             else self.test_command,
             "test-requires": list(self.test_requires),
+            "source-date-epoch": self.source_date_epoch,
         }
 
 
@@ -190,10 +195,13 @@ def _did_you_mean(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
 
 
 class _Checker:
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, inherited: Sequence[str] = ()) -> None:
         self.source = source
+        self.inherited = tuple(inherited)  # key paths whose value came from [defaults]
 
     def fail(self, path: str, expected: str) -> InvalidInput:
+        if any(path == p or path.startswith((f"{p}.", f"{p}[")) for p in self.inherited):
+            path += " (from [defaults])"
         return InvalidInput(f"{self.source}: {path}: {expected}")
 
     def keys(self, table: Mapping[str, Any], path: str, allowed: Sequence[str]) -> None:
@@ -296,7 +304,6 @@ def parse_matrix(
     defaults = check.table(document.get("defaults", {}), "defaults")
     check.keys(defaults, "defaults", _DEFAULTABLE)
 
-    render = _Renderer(check)
     jobs: list[Job] = []
     origin: dict[str, str] = {}
     variants = document.get("variants")
@@ -308,22 +315,27 @@ def parse_matrix(
         path = f"variants[{index}]"
         template = check.table(entry, path)
         check.keys(template, path, _VARIANT_KEYS)
-        merged = {**defaults, **template}
-        own_axes = check.strings(merged.get("axes", []), f"{path}.axes")
+        merged = _with_defaults(defaults, template)
+        # Errors name a key that came from [defaults] as such.
+        variant_check = _Checker(source, _inherited(defaults, template, path))
+        render = _Renderer(variant_check)
+        own_axes = variant_check.strings(merged.get("axes", []), f"{path}.axes")
         for axis in own_axes:
             if axis not in axes:
-                raise check.fail(
+                raise variant_check.fail(
                     f"{path}.axes",
                     f"unknown axis {axis!r}{_did_you_mean(axis, axes)}; "
                     f"axes: {', '.join(axes) or 'none'}",
                 )
-        own_pythons = _pythons(check, merged.get("python", pythons), f"{path}.python")
+        own_pythons = _pythons(variant_check, merged.get("python", pythons), f"{path}.python")
         for combo in _combinations(own_axes, axes, zips, excludes, includes):
             for python in own_pythons:
                 context = {**combo, "python": python}
-                job = _job(check, render, merged, path, context, config, len(own_pythons) > 1)
+                job = _job(
+                    variant_check, render, merged, path, context, config, len(own_pythons) > 1
+                )
                 if job.id in origin:
-                    raise check.fail(
+                    raise variant_check.fail(
                         f"{path}.id",
                         f"job id {job.id!r} is also produced by "
                         f"{origin[job.id]}; expected unique ids",
@@ -332,6 +344,30 @@ def parse_matrix(
                 jobs.append(job)
     _check_labels(check, jobs, origin)
     return Matrix(source, project_dir, platform, config, tuple(jobs), source_mode)
+
+
+def _with_defaults(defaults: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's keys over ``[defaults]``; where both give a table (``config-settings``,
+    ``env``), the tables merge and the variant's entry wins per key. Rendering comes
+    later, so a default's template sees each variant's axis values."""
+    merged = {**defaults, **variant}
+    for key, value in variant.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            merged[key] = {**default, **value}
+    return merged
+
+
+def _inherited(defaults: Mapping[str, Any], variant: Mapping[str, Any], path: str) -> list[str]:
+    """The key paths of a variant whose value comes from ``[defaults]`` (for errors)."""
+    paths = []
+    for key, value in defaults.items():
+        own = variant.get(key)
+        if key not in variant:
+            paths.append(f"{path}.{key}")
+        elif isinstance(value, dict) and isinstance(own, dict):
+            paths += [f"{path}.{key}.{_key(name)}" for name in value if name not in own]
+    return paths
 
 
 def _axes(check: _Checker, document: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -524,6 +560,12 @@ def _job(
     isa_check = entry.get("repair-isa-check", True)
     if not isinstance(isa_check, bool):
         raise check.fail(f"{path}.repair-isa-check", "expected true or false")
+    epoch = entry.get("source-date-epoch", True)
+    if not isinstance(epoch, bool):
+        raise check.fail(
+            f"{path}.source-date-epoch",
+            f"expected true (the build sees SOURCE_DATE_EPOCH) or false, got {epoch!r}",
+        )
     python = context["python"]
     default_id = label if label is not None else "plain"
     job_id = text("id", default_id) or default_id
@@ -586,6 +628,7 @@ def _job(
         ),
         test_command=_test_command(check, render, entry.get("test-command"), path, context),
         test_requires=_requirements(check, texts("test-requires"), f"{path}.test-requires"),
+        source_date_epoch=epoch,
     )
 
 

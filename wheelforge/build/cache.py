@@ -53,7 +53,8 @@ def compile_key(
         "cuda-components": job.cuda_components,
         "toolchain": [toolchain.name, toolchain.version],
         "python": python_version,
-        "source-date-epoch": source_date_epoch,
+        "source-date-epoch": source_date_epoch,  # repair's zip dates take it in any case
+        "build-sees-source-date-epoch": job.source_date_epoch,
     }
     if builder != "build":
         inputs["builder"] = builder

@@ -142,7 +142,7 @@ def run_cibuildwheel(
     env: Mapping[str, str],
     log: IO[str],
     log_path: Path,
-    source_date_epoch: str,
+    source_date_epoch: str | None,
 ) -> Path:
     """Build and repair ``job`` in its manylinux container; the one repaired wheel."""
     output_dir.mkdir(parents=True, exist_ok=True)

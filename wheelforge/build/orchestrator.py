@@ -329,6 +329,10 @@ def _compile(
     # The job directory's path and nvcc's temporary names stay out of the output.
     nvcc = plan.toolchain.name == "nvcc" and nvcc_has_objtemp(plan.toolchain.path)
     env.update(reproducible_flags(job_dir, env, nvcc_objtemp=nvcc))
+    # source-date-epoch = false: the build runs as a local `pip wheel .` would, without
+    # the caller's value either; repair (auditwheel's zip dates) still takes it.
+    if not job.source_date_epoch:
+        env.pop("SOURCE_DATE_EPOCH", None)
     # scikit-build-core's build directory, kept with the job (other backends ignore it).
     build_dir = (job_dir / "build").resolve()
     env["SKBUILD_BUILD_DIR"] = str(build_dir)
@@ -357,7 +361,8 @@ def _compile(
             progress(job.id, f"building with cibuildwheel in {manylinux_image(job)}")
             wheel = run_cibuildwheel(
                 job, source, job_dir / "cibuildwheel", env=env, log=log,
-                log_path=log_path, source_date_epoch=plan.source_date_epoch,
+                log_path=log_path,
+                source_date_epoch=plan.source_date_epoch if job.source_date_epoch else None,
             )  # fmt: skip
             return wheel, None
         cached = f", compiler cache: {kind}" if kind != "none" else ""

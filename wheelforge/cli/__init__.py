@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelforge import __version__
 from wheelforge.cli import ci, isa, publish, select, smoke
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.render import emit_json, human_size, info, job_progress, table
 from wheelforge.variants.metadata import SCHEMA_BY_NAME, Schema
+
+if TYPE_CHECKING:
+    from wheelforge.matrix import Job
 
 # Stage modules are imported by the command that needs them: start-up time counts
 # when tagging a wheel costs about as much as copying it.
@@ -394,6 +398,16 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(job: Job) -> str:
+    """What a job's build is given, in one line: ``cmake.define.X=Y, env: A=B``."""
+    parts = [f"{key}={value}" for key, value in job.config_settings]
+    if job.env:
+        parts.append("env: " + " ".join(f"{key}={value}" for key, value in job.env))
+    if not job.source_date_epoch:
+        parts.append("no SOURCE_DATE_EPOCH")
+    return ", ".join(parts)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from wheelforge.matrix import load_matrix
 
@@ -412,21 +426,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         emit_json(cibuildwheel_plan(matrix.jobs))
     else:
-        table(
-            ["job", "kind", "label", "properties", "toolchain", "python", "compression"],
+        headers = ["job", "kind", "label", "properties", "toolchain", "python", "compression"]
+        rows = [
             [
-                [
-                    job.id,
-                    job.kind,
-                    job.label or "-",
-                    "; ".join(sorted(map(str, job.properties))),
-                    job.toolchain,
-                    job.python,
-                    job.compression,
-                ]
-                for job in matrix.jobs
-            ],
-        )
+                job.id,
+                job.kind,
+                job.label or "-",
+                "; ".join(sorted(map(str, job.properties))),
+                job.toolchain,
+                job.python,
+                job.compression,
+            ]
+            for job in matrix.jobs
+        ]
+        settings = [_settings(job) for job in matrix.jobs]
+        if any(settings):  # the merged config-settings and env, [defaults] included
+            headers.append("settings")
+            for row, text in zip(rows, settings, strict=True):
+                row.append(text or "-")
+        table(headers, rows)
     return 0
 
 
