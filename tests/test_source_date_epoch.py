@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge.build.cache import build_key
+from wheelforge.build.cache import compile_key
 from wheelforge.build.toolchains import Toolchain
 from wheelforge.cli import main
 from wheelforge.matrix import Job
@@ -138,11 +138,11 @@ def test_a_rebuild_without_it_is_byte_identical_and_the_key_is_cached(
     assert again.read_bytes() == wheels(base / "dist")["null"].read_bytes()
 
 
-def test_it_is_part_of_the_build_key() -> None:
+def test_it_is_part_of_the_compile_key() -> None:
     job = Job("null", "null", "null", frozenset(), "3")
     toolchain = Toolchain("host", "/usr/bin/gcc", "12.2.0")
     keys = {
-        build_key(dataclasses.replace(job, source_date_epoch=on), "src", toolchain, "3.11", EPOCH)
+        compile_key(dataclasses.replace(job, source_date_epoch=on), "src", toolchain, "3.11", EPOCH)
         for on in (True, False)
     }
     assert len(keys) == 2
