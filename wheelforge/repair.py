@@ -459,9 +459,9 @@ def repair_wheel(
             log.write(f"wheelforge: repair = false: auditwheel skipped for {wheel.name}\n")
             repaired, runpaths = _finish(wheel, outdir, staging, {}, (), env=env, log=log)
             return repaired, _report(repaired, (), (), runpaths)
-        roots = dict(library_roots or {})
+        roots = {**(library_roots or {}), "wheel": staging / "wheel"}
         if uses_wheel(library_path):
-            roots["wheel"] = unpack_libraries(wheel, staging / "wheel")
+            unpack_libraries(wheel, roots["wheel"])
         directories = resolve_library_path(library_path, roots, where="repair-library-path")
         env = _library_env(env, directories)
         return _repair(

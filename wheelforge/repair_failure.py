@@ -6,9 +6,8 @@ from __future__ import annotations
 import posixpath
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wheelforge.errors import InvalidInput
 from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
@@ -24,7 +23,7 @@ _MAX_LINE = 300
 
 @dataclass(frozen=True)
 class RepairFailure:
-    """A failed repair, as its message says it and ``--json`` could carry it."""
+    """A failed repair: what auditwheel said, what the wheel shows, what would fix it."""
 
     cause: str  # auditwheel's decisive line
     library: str | None = None  # the library that could not be located
@@ -40,9 +39,6 @@ class RepairFailure:
             parts.append("fix: " + "; or ".join(self.fixes))
         parts.append(f"see {self.log}")
         return "; ".join(parts)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decisive_line(text: str) -> str:

@@ -363,7 +363,7 @@ def _compile(
         )  # fmt: skip
     stats = compilers.stats()
     with open(log_path, "a", encoding="utf-8") as log:
-        progress(job.id, "repairing")
+        progress(job.id, "repairing" if job.repair else "not repaired (repair = false)")
         repaired, report = repair_wheel(
             raw,
             job_dir / "repaired",
@@ -371,6 +371,9 @@ def _compile(
             isa_check=job.repair_isa_check,
             runtime=job.accelerator_runtime,
             cuda_version=plan.toolchain.version if plan.toolchain.name == "nvcc" else None,
+            library_path=job.repair_library_path,
+            library_roots={"build": build_dir, "source": source.resolve()},
+            graft=job.repair,
             env=env,
             log=log,
             log_path=log_path,
