@@ -123,10 +123,7 @@ def _missing_library(wheel: Path, cause: str, library: str, log_path: Path) -> R
     details: list[str] = []
     if needed_by:
         details.append(f"{', '.join(needed_by)} needs {library}")
-    for member in needed_by:
-        for held in held_at:
-            if posixpath.dirname(held) != posixpath.dirname(member):
-                details.append(_search_note(member, infos[member], held))
+    details += [_search_note(m, infos[m], held) for m in needed_by for held in held_at]
     folder = posixpath.dirname(held_at[0]) if held_at else None
     where = "{build}/DIR" if folder is None else f"{{wheel}}/{folder}" if folder else "{wheel}"
     fixes = [
