@@ -178,3 +178,19 @@ def test_a_failed_compile_is_not_compiled_again_by_a_job_with_other_repair_optio
     )
     assert not run.compiled("cpu") and not run.log("cpu").exists()
     assert not wheels(tmp_path / "cache", "raw")
+
+
+def test_a_repair_that_searches_the_build_tree_compiles_although_the_build_is_cached(
+    first: Run, tmp_path: Path
+) -> None:
+    """The cache keeps the unrepaired wheel but not the build tree that
+    ``repair-library-path = ["{build}/..."]`` searches: such a job compiles again."""
+    cache = tmp_path / "cache"
+    shutil.copytree(first.base / "cache", cache)
+    option = 'repair-library-path = ["{build}/third_party/toy"]'
+    second = build(tmp_path, write_matrix(tmp_path, PLAIN.format(options=option)), cache)
+    assert second.code == 0, second.err
+    assert second.results["plain"]["status"] == "built"
+    assert second.compiled("plain")
+    with zipfile.ZipFile(tmp_path / "dist" / second.results["plain"]["wheel"]) as zf:
+        assert any(n.startswith("vendored.libs/libtoy") for n in zf.namelist())

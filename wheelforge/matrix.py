@@ -21,6 +21,7 @@ import jinja2
 
 from wheelforge.errors import InvalidInput
 from wheelforge.formats import read_toml, table_at
+from wheelforge.library_path import parse_entry as parse_library_path
 from wheelforge.templating import SecurityError, sandboxed
 from wheelforge.variants.abi_dependency import NAMESPACE as ABI_NAMESPACE
 from wheelforge.variants.config import config_from_table, default_config
@@ -50,8 +51,10 @@ _VARIANT_KEYS = (
     "config-settings",
     "env",
     "requires-dist",
+    "repair",
     "repair-exclude",
     "repair-isa-check",
+    "repair-library-path",
     "accelerator-runtime",
     "max-size-mb",
     "oversize",
@@ -95,8 +98,11 @@ class Job:
     config_settings: tuple[tuple[str, str], ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     requires_dist: tuple[str, ...] = ()
+    repair: bool = True  # False: no auditwheel; the wheel keeps its linux_* tag
     repair_exclude: tuple[str, ...] = ()
     repair_isa_check: bool = True
+    # Directories auditwheel also searches: {build}, {source} or {wheel} + a relative path.
+    repair_library_path: tuple[str, ...] = ()
     accelerator_runtime: str = (
         "exclude"  # CUDA runtime libraries: "exclude" (+ Requires-Dist) | "bundle"
     )
@@ -134,8 +140,10 @@ class Job:
             "config-settings": _settings_json(self.config_settings),
             "env": dict(self.env),
             "requires-dist": list(self.requires_dist),
+            "repair": self.repair,
             "repair-exclude": list(self.repair_exclude),
             "repair-isa-check": self.repair_isa_check,
+            "repair-library-path": list(self.repair_library_path),
             "accelerator-runtime": self.accelerator_runtime,
             "max-size-mb": self.max_size_mb,
             "oversize": self.oversize,
@@ -566,6 +574,15 @@ def _job(
             f"{path}.source-date-epoch",
             f"expected true (the build sees SOURCE_DATE_EPOCH) or false, got {epoch!r}",
         )
+    repair = entry.get("repair", True)
+    if not isinstance(repair, bool):
+        raise check.fail(f"{path}.repair", "expected true or false")
+    library_path = texts("repair-library-path")
+    for i, directory in enumerate(library_path):
+        try:
+            parse_library_path(directory)
+        except InvalidInput as err:
+            raise check.fail(f"{path}.repair-library-path[{i}]", err.message) from None
     python = context["python"]
     default_id = label if label is not None else "plain"
     job_id = text("id", default_id) or default_id
@@ -608,8 +625,10 @@ def _job(
         config_settings=mapping("config-settings", repeatable=True),
         env=environment(),
         requires_dist=_requirements(check, texts("requires-dist"), f"{path}.requires-dist"),
+        repair=repair,
         repair_exclude=texts("repair-exclude"),
         repair_isa_check=isa_check,
+        repair_library_path=library_path,
         accelerator_runtime=check.string(
             entry.get("accelerator-runtime", "exclude"),
             f"{path}.accelerator-runtime",

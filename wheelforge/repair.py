@@ -13,10 +13,16 @@ wheel links is read from ``auditwheel show --json``; then:
   install tree (absolute paths such as the toolkit or a ``/tmp`` build directory), and
   one that links an excluded runtime gets an ``$ORIGIN``-relative entry to where the
   declared ``nvidia-*`` wheel installs it (``nvidia/cu13/lib``, ``nvidia/cublas/lib``, …).
+
+A failed repair names the cause (auditwheel's decisive line), the library and the members
+that need it, and the fixes; ``repair-library-path`` directories are searched too
+(auditwheel honours ``LD_LIBRARY_PATH``); ``repair = false`` skips auditwheel and keeps
+only the RUNPATH fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -33,7 +39,10 @@ from typing import IO, Any
 from wheelforge.build.logs import BuildFailed, run_logged
 from wheelforge.errors import InvalidInput
 from wheelforge.fsutil import make_dir
+from wheelforge.library_path import resolve as resolve_library_path
+from wheelforge.library_path import unpack_libraries, uses_wheel
 from wheelforge.render import human_size
+from wheelforge.repair_failure import diagnose
 from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
@@ -304,19 +313,63 @@ def largest_members(wheel: Path, count: int = 5) -> tuple[tuple[str, int], ...]:
     return tuple(sizes[:count])
 
 
-def grafted_libraries(wheel: Path) -> dict[str, int]:
-    """Libraries auditwheel copied into ``wheel`` (``*.libs/``): soname -> size."""
+def _dynamic_infos(wheel: Path, scratch: Path) -> dict[str, DynamicInfo]:
+    """Each loadable ELF member of ``wheel`` and its dynamic entries."""
+    infos: dict[str, DynamicInfo] = {}
     with Wheel(wheel) as opened:
-        return {
-            _GRAFT_HASH.sub("", match["name"]): member.size
-            for name, member in opened.members.items()
-            if (match := _GRAFTED.match(name))
+        for member, path in iter_elf_members(opened, scratch):
+            try:
+                infos[member] = dynamic_info(path, member=member)
+            except InvalidInput:
+                continue
+    return infos
+
+
+def grafted_libraries(
+    wheel: Path, *, original: Path | None = None, linked: Mapping[str, str | None] | None = None
+) -> dict[str, int]:
+    """Libraries auditwheel copied into ``wheel`` (``*.libs/``): soname -> size.
+
+    auditwheel renames a grafted library and its DT_SONAME (``libgomp.so.1`` from
+    ``libgomp.so.1.0.0`` becomes ``libgomp-f9a9ad78.so.1.0.0``) and replaces the DT_NEEDED
+    entries in place, so the soname is the entry of ``original`` (the unrepaired wheel)
+    that the repaired member now names the graft by; a graft needed only by another graft
+    is found the same way from that graft's source (``linked``: soname -> path, as
+    ``auditwheel show`` reports it). Without them, the file name less its hash."""
+    with Wheel(wheel) as opened:
+        sizes = {name: m.size for name, m in opened.members.items() if _GRAFTED.match(name)}
+    names: dict[str, str] = {}
+    if original is not None and sizes:
+        with tempfile.TemporaryDirectory(prefix=".grafts.", dir=wheel.parent) as scratch:
+            after = _dynamic_infos(wheel, Path(scratch))
+            before = _dynamic_infos(original, Path(scratch))
+        graft_of = {
+            info.soname or posixpath.basename(member): member
+            for member, info in after.items()
+            if member in sizes
         }
+        pairs = [(info.needed, after[m].needed) for m, info in before.items() if m in after]
+        while pairs:
+            old_needed, new_needed = pairs.pop()
+            for old, new in zip(old_needed, new_needed, strict=False):
+                member = graft_of.get(new)
+                if old == new or member is None or member in names:
+                    continue
+                names[member] = old
+                source = (linked or {}).get(old)
+                if source and Path(source).is_file():
+                    with contextlib.suppress(InvalidInput):
+                        pairs.append((dynamic_info(Path(source)).needed, after[member].needed))
+    return {
+        names.get(member) or _GRAFT_HASH.sub("", member.split("/", 1)[1]): size
+        for member, size in sizes.items()
+    }
 
 
-def check_grafts(wheel: Path, *, runtime: str) -> None:
-    """Fail when auditwheel grafted a GPU library that policy says must stay outside."""
-    for soname, size in grafted_libraries(wheel).items():
+def check_grafts(wheel: Path, *, runtime: str, grafted: Mapping[str, int] | None = None) -> None:
+    """Fail when auditwheel grafted a GPU library that policy says must stay outside
+    (``grafted``: :func:`grafted_libraries`, read from ``wheel`` when not given)."""
+    for soname, size in (grafted_libraries(wheel) if grafted is None else grafted).items():
         kind = classify(soname)
         if kind == "driver" or (kind == "runtime" and runtime != "bundle"):
             why = (
@@ -346,6 +399,30 @@ def check_size(wheel: Path, *, limit: int, action: str) -> str | None:
     return message
 
 
+def _library_env(env: Mapping[str, str], directories: Sequence[Path]) -> dict[str, str]:
+    """``env`` with ``directories`` searched first: auditwheel, like the loader, honours
+    ``LD_LIBRARY_PATH``."""
+    if not directories:
+        return dict(env)
+    search = [*map(str, directories), env.get("LD_LIBRARY_PATH", "")]
+    return {**env, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, search))}
+
+
+def _run_auditwheel(
+    command: list[str], wheel: Path, *, env: Mapping[str, str], log: IO[str], log_path: Path
+) -> None:
+    """``auditwheel repair``; its failure explained (:mod:`wheelforge.repair_failure`)."""
+    log.flush()
+    offset = log.tell()
+    try:
+        run_logged(command, env=env, log=log, what="auditwheel repair", log_path=log_path)
+    except BuildFailed:
+        with open(log_path, "rb") as written:
+            written.seek(offset)
+            output = written.read().decode("utf-8", "replace")
+        raise BuildFailed(diagnose(wheel, output, log_path).message()) from None
+
+
 def repair_wheel(
     wheel: Path,
     outdir: Path,
@@ -354,12 +431,18 @@ def repair_wheel(
     isa_check: bool = True,
     runtime: str = "exclude",
     cuda_version: str | None = None,
+    library_path: Sequence[str] = (),
+    library_roots: Mapping[str, Path] | None = None,
+    graft: bool = True,
     env: Mapping[str, str],
     log: IO[str],
     log_path: Path,
 ) -> tuple[Path, RepairReport]:
     """Repair ``wheel`` into ``outdir`` under the accelerator policy; a pure wheel is
-    passed through unchanged."""
+    passed through unchanged. ``library_path``: directories auditwheel also searches
+    (see :mod:`wheelforge.library_path`; ``library_roots`` gives ``{build}`` and
+    ``{source}``). ``graft`` false (``repair = false``): no auditwheel, only the RUNPATH
+    fix (build-machine entries dropped), so the wheel keeps its ``linux_*`` tag."""
     if runtime not in ("exclude", "bundle"):
         raise InvalidInput(f"accelerator runtime policy {runtime!r}: expected exclude or bundle")
     if not wheel.is_file():
@@ -370,6 +453,38 @@ def repair_wheel(
         shutil.copyfile(wheel, target)
         return target, RepairReport(str(target), "any")
     env = _tools_env(env)
+    staging = Path(tempfile.mkdtemp(prefix=".repair.", dir=outdir))
+    try:
+        if not graft:
+            log.write(f"wheelforge: repair = false: auditwheel skipped for {wheel.name}\n")
+            repaired, runpaths = _finish(wheel, outdir, staging, {}, (), env=env, log=log)
+            return repaired, _report(repaired, (), (), runpaths)
+        roots = {**(library_roots or {}), "wheel": staging / "wheel"}
+        if uses_wheel(library_path):
+            unpack_libraries(wheel, roots["wheel"])
+        directories = resolve_library_path(library_path, roots, where="repair-library-path")
+        env = _library_env(env, directories)
+        return _repair(
+            wheel, outdir, staging, exclude=exclude, isa_check=isa_check, runtime=runtime,
+            cuda_version=cuda_version, env=env, log=log, log_path=log_path,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _repair(
+    wheel: Path,
+    outdir: Path,
+    staging: Path,
+    *,
+    exclude: Sequence[str],
+    isa_check: bool,
+    runtime: str,
+    cuda_version: str | None,
+    env: Mapping[str, str],
+    log: IO[str],
+    log_path: Path,
+) -> tuple[Path, RepairReport]:
     shown = audit(wheel, env=env, isa_check=isa_check)
     linked = sorted(shown.get("external_libs", {}).items())
     excluded = dict.fromkeys([*DRIVER_LIBRARIES, *exclude])
@@ -394,34 +509,24 @@ def repair_wheel(
             if provider is not None:
                 provider_dirs[soname] = provider.libdir
 
-    staging = Path(tempfile.mkdtemp(prefix=".repair.", dir=outdir))
-    try:
-        command = [sys.executable, "-m", "auditwheel", "repair", "-w", str(staging)]
-        for soname in excluded:
-            command += ["--exclude", soname]
-        if not isa_check:
-            command.append("--disable-isa-ext-check")
-        run_logged(
-            [*command, str(wheel)], env=env, log=log, what="auditwheel repair", log_path=log_path
+    produced_dir = staging / "auditwheel"
+    command = [sys.executable, "-m", "auditwheel", "repair", "-w", str(produced_dir)]
+    for soname in excluded:
+        command += ["--exclude", soname]
+    if not isa_check:
+        command.append("--disable-isa-ext-check")
+    _run_auditwheel([*command, str(wheel)], wheel, env=env, log=log, log_path=log_path)
+    produced = sorted(produced_dir.glob("*.whl"))
+    if len(produced) != 1:
+        raise BuildFailed(
+            f"auditwheel produced {len(produced)} wheels, expected one; see {log_path}"
         )
-        produced = sorted(staging.glob("*.whl"))
-        if len(produced) != 1:
-            raise BuildFailed(
-                f"auditwheel produced {len(produced)} wheels, expected one; see {log_path}"
-            )
-        check_grafts(produced[0], runtime=runtime)
-        grafted = grafted_libraries(produced[0])
-        reqs = tuple(dict.fromkeys(requirement_of.values()))
-        runpaths, patched = fix_runpaths(produced[0], provider_dirs, scratch=staging, env=env)
-        repaired = outdir / produced[0].name
-        if reqs or patched:
-            from wheelforge.tag import rewrite_wheel
-
-            rewrite_wheel(produced[0], repaired, replaced=patched, requirements=reqs)
-        else:
-            produced[0].replace(repaired)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    grafted = grafted_libraries(produced[0], original=wheel, linked=dict(linked))
+    check_grafts(produced[0], runtime=runtime, grafted=grafted)
+    reqs = tuple(dict.fromkeys(requirement_of.values()))
+    repaired, runpaths = _finish(
+        produced[0], outdir, staging, provider_dirs, reqs, env=env, log=log
+    )
 
     libraries = []
     for soname, path in linked:
@@ -434,14 +539,46 @@ def repair_wheel(
         kind = classify(soname) or "other"
         libraries.append(ExternalLibrary(soname, path, kind, action, requirement_of.get(soname)))
         log.write(f"wheelforge: {soname} ({kind}): {action}\n")
+    return repaired, _report(repaired, tuple(libraries), reqs, runpaths)
+
+
+def _finish(
+    wheel: Path,
+    outdir: Path,
+    staging: Path,
+    provider_dirs: Mapping[str, str],
+    requirements: tuple[str, ...],
+    *,
+    env: Mapping[str, str],
+    log: IO[str],
+) -> tuple[Path, tuple[RunpathFix, ...]]:
+    """``wheel`` with its RUNPATH fixes and ``requirements``, in ``outdir``."""
+    runpaths, patched = fix_runpaths(wheel, provider_dirs, scratch=staging, env=env)
+    target = outdir / wheel.name
+    if requirements or patched:
+        from wheelforge.tag import rewrite_wheel
+
+        rewrite_wheel(wheel, target, replaced=patched, requirements=requirements)
+    elif wheel.is_relative_to(staging):
+        wheel.replace(target)
+    else:
+        shutil.copyfile(wheel, target)
     for fix in runpaths:
         log.write(f"wheelforge: {fix.describe()}\n")
-    report = RepairReport(
+    return target, runpaths
+
+
+def _report(
+    repaired: Path,
+    libraries: tuple[ExternalLibrary, ...],
+    requirements: tuple[str, ...],
+    runpaths: tuple[RunpathFix, ...],
+) -> RepairReport:
+    return RepairReport(
         wheel=str(repaired),
         platform=WheelFilename.parse(repaired.name).platform,
-        libraries=tuple(libraries),
-        requires_dist=reqs,
+        libraries=libraries,
+        requires_dist=requirements,
         largest_members=largest_members(repaired),
         runpaths=runpaths,
     )
-    return repaired, report

@@ -65,9 +65,11 @@ def compile_key(
 def repair_inputs(job: Job) -> dict[str, object]:
     """The job's repair options: what, with the unrepaired wheel, determines the repaired one."""
     return {
+        "repair": job.repair,
         "exclude": job.repair_exclude,
         "isa-check": job.repair_isa_check,
         "accelerator-runtime": job.accelerator_runtime,
+        "library-path": job.repair_library_path,
     }
 
 

@@ -44,6 +44,7 @@ from wheelforge.build.toolchains import (
 )
 from wheelforge.compress import compress_wheel
 from wheelforge.errors import InvalidInput, WheelforgeError
+from wheelforge.library_path import uses_build_tree
 from wheelforge.matrix import Job, Matrix
 from wheelforge.paths import inside, remove_tree
 from wheelforge.publish.check import Finding, Severity, fallback_guard
@@ -379,13 +380,24 @@ def _compile(
     return raw, compilers.stats()
 
 
-def _repair(plan: _Plan, raw: Path, job_dir: Path, log_path: Path, progress: Progress) -> Path:
+def _tree_roots(tree: Path | None) -> dict[str, Path]:
+    """``repair-library-path``'s ``{build}`` and ``{source}``: in the directory of the job
+    that compiled the unrepaired wheel (none for a wheel from the cache)."""
+    if tree is None:
+        return {}
+    return {"build": (tree / "build").resolve(), "source": (tree / "src").resolve()}
+
+
+def _repair(
+    plan: _Plan, raw: Path, tree: Path | None, job_dir: Path, log_path: Path, progress: Progress
+) -> Path:
     """auditwheel repair (through :func:`repair_wheel`) of the unrepaired wheel, logged
-    at the end of the job's log. Returns the repaired wheel."""
+    at the end of the job's log; ``tree``: the directory of the job that compiled it.
+    Returns the repaired wheel."""
     job = plan.job
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
-        progress(job.id, "repairing")
+        progress(job.id, "repairing" if job.repair else "not repaired (repair = false)")
         repaired, report = repair_wheel(
             raw,
             job_dir / "repaired",
@@ -393,6 +405,9 @@ def _repair(plan: _Plan, raw: Path, job_dir: Path, log_path: Path, progress: Pro
             isa_check=job.repair_isa_check,
             runtime=job.accelerator_runtime,
             cuda_version=plan.toolchain.version if plan.toolchain.name == "nvcc" else None,
+            library_path=job.repair_library_path,
+            library_roots=_tree_roots(tree),
+            graft=job.repair,
             env=_job_env(plan, job_dir),
             log=log,
             log_path=log_path,
@@ -524,7 +539,7 @@ def build_jobs(
         artifacts.append(Artifact.of_sdist(SDIST_JOB, sdist, key=source.digest))
     # This run's wheels and failures, by key: a failed compile or repair is not tried
     # again by another job (the value: the log of the job that failed).
-    raw_now: dict[str, Path] = {}
+    raw_now: dict[str, tuple[Path, Path]] = {}  # compile key -> (wheel, its job's directory)
     repaired_now: dict[str, Path] = {}
     failed_compiles: dict[str, Path] = {}
     failed_repairs: dict[str, Path] = {}
@@ -552,8 +567,9 @@ def build_jobs(
 
     def unrepaired(
         plan: _Plan, job_dir: Path, log_path: Path
-    ) -> tuple[Path, bool, CacheStats | None]:
-        """The job's unrepaired wheel, whether this job compiled it, and its compiles."""
+    ) -> tuple[Path, Path | None, bool, CacheStats | None]:
+        """The job's unrepaired wheel, the directory of the job that compiled it (None:
+        from the cache), whether this job compiled it, and its compiles."""
         job = plan.job
         key = plan.compile_key
         with compile_locks[key]:
@@ -562,12 +578,14 @@ def build_jobs(
                     f"not built again: the same build failed in this run; see "
                     f"{failed_compiles[key]}"
                 )
-            raw = raw_now.get(key)
-            if raw is None and raw_cache is not None and options.read_cache:
+            raw, tree = raw_now.get(key, (None, None))
+            # A repair that searches the build tree needs the tree, which the cache lacks.
+            from_cache = not uses_build_tree(job.repair_library_path)
+            if raw is None and raw_cache is not None and options.read_cache and from_cache:
                 raw = raw_cache.get(key, "*.whl", warn=functools.partial(progress, job.id))
             if raw is not None:
                 progress(job.id, f"not compiled: the unrepaired {raw.name} was built before")
-                return raw, False, None
+                return raw, tree, False, None
             try:
                 copy = source.copy_for(job_dir)
                 raw, compiles = _compile(
@@ -582,8 +600,8 @@ def build_jobs(
                 raise
             if raw_cache is not None and options.builder == "build":
                 raw_cache.put(key, raw)
-            raw_now[key] = raw
-            return raw, True, compiles
+            raw_now[key] = (raw, job_dir)
+            return raw, job_dir, True, compiles
 
     def repaired_wheel(
         plan: _Plan, job_dir: Path, log_path: Path
@@ -603,14 +621,14 @@ def build_jobs(
             if repaired is not None:
                 progress(job.id, f"cached build ({repaired.name})")
                 return repaired, "cached", None
-            raw, compiled, compiles = unrepaired(plan, job_dir, log_path)
+            raw, tree, compiled, compiles = unrepaired(plan, job_dir, log_path)
             if not compiled:  # the job's log holds its repair alone
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 log_path.write_text(f"not compiled: repairing the unrepaired {raw}\n")
             try:
                 # cibuildwheel's wheel comes repaired (its repair options are in the compile key).
                 repaired = raw if options.builder == "cibuildwheel" else (
-                    _repair(plan, raw, job_dir, log_path, progress)
+                    _repair(plan, raw, tree, job_dir, log_path, progress)
                 )  # fmt: skip
             except WheelforgeError:
                 failed_repairs[plan.key] = log_path

@@ -264,10 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR")
     repair.add_argument(
         "--exclude",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="SONAME",
-        help="never graft SONAME (repeatable)",
+        help="never graft SONAME (several values, or the flag repeated)",
+    )
+    repair.add_argument(
+        "--library-path",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="also search DIR for libraries to graft; {wheel}/PATH is PATH in the wheel "
+        "(several values, or the flag repeated)",
     )
     repair.add_argument(
         "--runtime",
@@ -375,6 +385,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
             isa_check=not args.no_isa_check,
             runtime=args.runtime,
             cuda_version=args.cuda_version,
+            library_path=args.library_path,
             env=os.environ,
             log=log,
             log_path=log_path,

@@ -244,6 +244,7 @@ def _read_wheel(
         except InvalidInput as err:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)
+        _check_unrepaired(facts, wheel)
         _check_variant_json(facts, wheel)
         _check_metadata(facts, wheel.core_metadata(), "METADATA")
         for rejection in installer_rules.marker_rejections(
@@ -278,6 +279,18 @@ def _check_compression(facts: _WheelFacts, wheel: Wheel) -> None:
                 "compression",
                 f"{len(zstd_members)} zstd members (first {zstd_members[0]}): {verdict.reason}",
             )
+
+
+def _check_unrepaired(facts: _WheelFacts, wheel: Wheel) -> None:
+    """A ``linux_*`` platform tag: auditwheel never ran (``repair = false``)."""
+    tags = [tag for tag in wheel.filename.platform.split(".") if tag.startswith("linux_")]
+    if tags:
+        facts.warning(
+            "unrepaired",
+            f"platform tag {tags[0]}: not repaired (repair = false?); PyPI refuses linux_* "
+            "wheels, and the external libraries it links were not grafted, so it loads only "
+            "where they are installed",
+        )
 
 
 def _check_variant_json(facts: _WheelFacts, wheel: Wheel) -> None:
