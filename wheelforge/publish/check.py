@@ -42,6 +42,7 @@ from wheelforge.isa import (
     parse_declarations,
 )
 from wheelforge.paths import inside
+from wheelforge.publish import layout
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.repair import classify as classify_library
@@ -59,6 +60,7 @@ from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
 from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
 from wheelforge.wheel.elf import (
+    DynamicInfo,
     dynamic_info,
     iter_elf_members,
     machine,
@@ -133,6 +135,7 @@ class _WheelFacts:
     variant: VariantMetadata | None = None
     properties: frozenset[VariantProperty] | None = None
     metadata: dict[str, Any] | None = None  # packaging's RawMetadata
+    dynamic: dict[str, DynamicInfo] = field(default_factory=dict)  # ELF member -> entries
 
     def error(self, check: str, message: str) -> None:
         self.findings.append(Finding(Severity.ERROR, self.artifact.name, check, message))
@@ -150,10 +153,12 @@ def check_release_set(
     progress: Callable[[int, int], None] | None = None,
     isa: bool = True,
     isa_dispatched: Sequence[str] = (),
+    allow_missing: Sequence[str] = (),
 ) -> CheckReport:
     """Check every publishable file of ``directory`` and the set they form. ``isa``: audit
     the machine code of x86-64 wheels against their claimed level (``isa_dispatched``:
-    ``LIB_GLOB:FUNCTION_GLOB`` declarations of dispatched code)."""
+    ``LIB_GLOB:FUNCTION_GLOB`` declarations of dispatched code). ``allow_missing``: globs
+    of sonames that ELF members may need from the system beyond its manylinux policy."""
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: expected a directory of wheels")
     findings: list[Finding] = []
@@ -172,7 +177,11 @@ def check_release_set(
         raise InvalidInput(f"{directory}: no wheels, sdists or variants files to check")
 
     readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
-    elf_checks = ELF_CHECKS + ((isa_elf_check(isa_dispatched),) if isa else ())
+    elf_checks = (
+        FALLBACK_ELF_CHECK,
+        *((isa_elf_check(isa_dispatched),) if isa else ()),
+        dependency_elf_check(allow_missing),
+    )
     read = functools.partial(
         _read, verify_hashes=verify_hashes, max_size=max_size, elf_checks=elf_checks
     )
@@ -251,6 +260,8 @@ def _read_wheel(
         ):
             facts.error("uv", f"METADATA: {rejection.line(_PICKED)}")
         facts.findings += fallback_requirement_findings(facts)
+        facts.findings += _from_layout(facts, layout.top_level_problems(wheel))
+        facts.findings += _from_layout(facts, layout.duplicate_problems(wheel))
         _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
 
 
@@ -472,6 +483,8 @@ class ElfCheck:
     applies: Callable[[Artifact], bool]
     # (the wheel's facts so far, read-only; member name; extracted file) -> findings
     run: Callable[[_WheelFacts, str, Path], Iterable[Finding]]
+    # after the last member: (the wheel's facts, the wheel) -> findings
+    finish: Callable[[_WheelFacts, Wheel], Iterable[Finding]] | None = None
 
 
 def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> None:
@@ -486,6 +499,9 @@ def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> N
                 except InvalidInput as err:  # unreadable: say so once, not once a check
                     facts.error("elf", _strip(err, path))
                     break
+        for check in active:
+            if check.finish is not None:
+                facts.findings += check.finish(facts, wheel)
 
 
 # -- fallback guards: no GPU content in a plain wheel or the null variant ------------------
@@ -557,7 +573,48 @@ def fallback_elf_findings(facts: _WheelFacts, member: str, path: Path) -> list[F
 
 
 FALLBACK_ELF_CHECK = ElfCheck("fallback-gpu", _is_fallback, fallback_elf_findings)
-ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK,)
+
+
+# -- layout: folders, copies, ELF dependencies once installed (publish/layout.py) ---------
+
+
+def _from_layout(facts: _WheelFacts, problems: Iterable[layout.Problem]) -> list[Finding]:
+    name = facts.artifact.name
+    return [Finding(Severity(p.severity), name, p.check, p.message) for p in problems]
+
+
+def dependency_elf_check(allow_missing: Sequence[str] = ()) -> ElfCheck:
+    """Every ELF member's DT_NEEDED resolves once installed (``allow_missing``: globs
+    of sonames the system provides beyond the platform's policy)."""
+    finish = functools.partial(dependency_findings, allow_missing=tuple(allow_missing))
+    return ElfCheck("dependencies", _is_platform_wheel, _record_dynamic, finish)
+
+
+def _record_dynamic(facts: _WheelFacts, member: str, path: Path) -> list[Finding]:
+    facts.dynamic[member] = dynamic_info(path, member=member)
+    return []
+
+
+def dependency_findings(
+    facts: _WheelFacts, wheel: Wheel, *, allow_missing: tuple[str, ...] = ()
+) -> list[Finding]:
+    """The DT_NEEDED entries of the wheel's ELF members (read by ``_record_dynamic``)
+    that nothing provides once installed (:func:`layout.dependency_problems`)."""
+    properties = facts.properties if facts.artifact.role is not Role.FALLBACK else None
+    context = layout.Context(
+        platform=wheel.filename.platform,
+        requires_dist=tuple((facts.metadata or {}).get("requires_dist", [])),
+        namespaces=None if properties is None else frozenset(p.namespace for p in properties),
+        allowed=allow_missing,
+    )
+    return _from_layout(facts, layout.dependency_problems(wheel.members, facts.dynamic, context))
+
+
+def _is_platform_wheel(artifact: Artifact) -> bool:
+    return artifact.is_wheel and not artifact.name.endswith("-any.whl")
+
+
+ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK, dependency_elf_check())
 
 
 # -- ISA audit: the machine code needs no newer CPU than the wheel claims ---------------
