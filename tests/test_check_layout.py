@@ -183,7 +183,7 @@ def test_top_level_folders_outside_packages_are_named_with_their_fix(tmp_path: P
             "demo-1.0.data/scripts/tool": b"#!/bin/sh\n",
             "bin/tool": b"#!/bin/sh\n",
             "share/demo/a.txt": b"a" * 10,
-            "share/demo/b.txt": b"b" * 20,
+            "demo-1.0.data/platlib/share/demo/b.txt": b"b" * 20,
             "third-party/LICENSE": b"MIT\n",
         },
     )

@@ -41,7 +41,6 @@ _FOLDER_FIX = {
 }
 # Copies smaller than this are not worth a finding (empty __init__.py files, stubs).
 MIN_DUPLICATE_SIZE = 1024
-_HASH_CHUNK = 1 << 20
 _SONAME_CHAIN = re.compile(r"(?P<stem>lib[\w+.-]+?\.so)(?P<versions>(\.\d+)*)")
 _LOADER = re.compile(r"ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld-musl-[\w.-]+\.so\.\d+")
 _MUSL_LIBC = re.compile(r"libc\.musl-[\w.-]+\.so\.\d+")
@@ -63,12 +62,14 @@ class Problem:
 
 
 def top_level_problems(wheel: Wheel) -> list[Problem]:
-    """Top-level folders that are neither a package, the ``.dist-info``, the ``.data``
-    nor auditwheel's ``<pkg>.libs``: errors for the folders of an install prefix
-    (``lib/``, ``include/``, ``bin/``, …), warnings for names no import can reach."""
+    """Top-level folders of site-packages, as the wheel installs (``.data/purelib`` and
+    ``platlib`` included), that are neither a package, the ``.dist-info`` nor
+    auditwheel's ``<pkg>.libs``: errors for the folders of an install prefix (``lib/``,
+    ``include/``, ``bin/``, …), warnings for names no import can reach."""
     folders: dict[str, list[Member]] = defaultdict(list)
     for name, member in wheel.members.items():
-        top, slash, _ = name.partition("/")
+        installed = _installed(name)
+        top, slash, _ = (installed or "").partition("/")
         if slash and not member.is_dir:
             folders[top].append(member)
     data = wheel.dist_info.removesuffix(".dist-info") + ".data"
@@ -76,7 +77,7 @@ def top_level_problems(wheel: Wheel) -> list[Problem]:
     package = packages[0] if packages else data.split("-")[0]
     problems = []
     for folder, members in sorted(folders.items()):
-        if folder.endswith((".dist-info", ".data", ".libs")) or folder in packages:
+        if folder.endswith((".dist-info", ".libs")) or folder in packages:
             continue
         files = f"{len(members)} file{'s' if len(members) != 1 else ''}"
         size = human_size(sum(m.size for m in members))
