@@ -229,6 +229,15 @@ def test_duplicates_are_grouped_by_bytes_above_the_size_floor(tmp_path: Path) ->
     )
     with Wheel(wheel) as opened:
         problems = [(p.severity, p.check, p.message) for p in duplicate_problems(opened)]
+        record = opened.checked_record(verify=True)
+        verified = {e.path: e.hash for e in record if e.hash}
+        assert duplicate_problems(opened, verified) == duplicate_problems(opened)
+        # Verified RECORD hashes are taken as they are: those members are not read again.
+        trusted = {"demo/same_size.bin": "sha256=same", "demo/data/a.bin": "sha256=same"}
+        (first, *_) = duplicate_problems(opened, trusted)
+        assert first.message.startswith(
+            "2 members hold the same 2.0 KB: demo/data/a.bin, demo/same_size.bin"
+        )
     assert problems == [
         (
             "warning",

@@ -248,8 +248,9 @@ def _read_wheel(
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
         wheel.check_headers()
+        record = None
         try:
-            wheel.checked_record(verify=verify_hashes)
+            record = wheel.checked_record(verify=verify_hashes)
         except InvalidInput as err:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)
@@ -261,7 +262,9 @@ def _read_wheel(
             facts.error("uv", f"METADATA: {rejection.line(_PICKED)}")
         facts.findings += fallback_requirement_findings(facts)
         facts.findings += _from_layout(facts, layout.top_level_problems(wheel))
-        facts.findings += _from_layout(facts, layout.duplicate_problems(wheel))
+        if record is not None:  # one that does not verify may hold a bomb: not read again
+            verified = {e.path: e.hash for e in record if e.hash} if verify_hashes else {}
+            facts.findings += _from_layout(facts, layout.duplicate_problems(wheel, verified))
         _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
 
 

@@ -27,6 +27,7 @@ from wheelforge.render import human_size
 from wheelforge.repair import classify, install_dir, runtime_wheel
 from wheelforge.wheel.archive import Member
 from wheelforge.wheel.elf import DynamicInfo
+from wheelforge.wheel.record import digest_to_record_hash
 from wheelforge.wheel.wheelfile import Wheel
 
 # Top-level folders of an install prefix: in a wheel they land in site-packages, where
@@ -113,10 +114,12 @@ def _is_package(folder: str, members: Iterable[Member]) -> bool:
 # -- the same bytes under several names -------------------------------------------------
 
 
-def duplicate_problems(wheel: Wheel) -> list[Problem]:
+def duplicate_problems(wheel: Wheel, verified: Mapping[str, str] | None = None) -> list[Problem]:
     """Groups of members with the same bytes (each at least :data:`MIN_DUPLICATE_SIZE`,
-    ``.dist-info`` aside), one warning a group. Only members whose size another shares
-    are hashed, streaming."""
+    ``.dist-info`` aside), one warning a group. ``verified``: RECORD hashes already
+    checked against the members (member -> ``sha256=…``); other members whose size
+    another shares are hashed here, streaming."""
+    verified = verified or {}
     by_size: dict[int, list[Member]] = defaultdict(list)
     for member in wheel.members.values():
         if member.is_dir or member.size < MIN_DUPLICATE_SIZE:
@@ -128,20 +131,22 @@ def duplicate_problems(wheel: Wheel) -> list[Problem]:
     for size, members in sorted(by_size.items()):
         if len(members) < 2:
             continue
-        by_digest: dict[bytes, list[str]] = defaultdict(list)
+        by_digest: dict[str, list[str]] = defaultdict(list)
         for member in members:
-            by_digest[_sha256(wheel, member)].append(member.name)
+            known = verified.get(member.name, "")
+            digest = known if known.startswith("sha256=") else _sha256(wheel, member)
+            by_digest[digest].append(member.name)
         for names in by_digest.values():
             if len(names) > 1:
                 problems.append(_duplicate(sorted(names), size))
     return problems
 
 
-def _sha256(wheel: Wheel, member: Member) -> bytes:
+def _sha256(wheel: Wheel, member: Member) -> str:
     digest = hashlib.sha256()
     for chunk in wheel.zip.iter_content(member):
         digest.update(chunk)
-    return digest.digest()
+    return digest_to_record_hash("sha256", digest.digest())
 
 
 def _duplicate(names: list[str], size: int) -> Problem:
