@@ -334,8 +334,13 @@ def test_gpu_libraries_resolve_from_declared_wheels_or_the_vendor_driver() -> No
         "demo/_ext.so needs libcuda.so.1",
         "demo/_ext.so needs libamdhip64.so.6",
     ]
-    cu12 = {"demo/_ext.so": _info("libcublas.so.12")}
-    assert _unresolved(cu12, namespaces=nvidia, requires_dist=("nvidia-cublas-cu12",)) == []
+    cu12 = {"demo/_ext.so": _info("libcublas.so.12", "libcufft.so.11", "libcudnn_ops.so.9")}
+    assert _unresolved(cu12, namespaces=nvidia, requires_dist=("nvidia-cublas-cu12",)) == [
+        "demo/_ext.so needs libcufft.so.11",
+        "demo/_ext.so needs libcudnn_ops.so.9",
+    ]
+    components = ("nvidia-cublas-cu12", "nvidia-cufft-cu12>=11", "nvidia-cudnn-cu12")
+    assert _unresolved(cu12, namespaces=nvidia, requires_dist=components) == []
     # A fallback wheel (namespaces None): its GPU libraries are fallback-gpu findings.
     assert _unresolved(cuda) == []
     assert _unresolved(cuda, namespaces=frozenset({"amd"}), allowed=("libcud*",)) == []

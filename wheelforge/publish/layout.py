@@ -272,9 +272,18 @@ def _provided(needed: str, declared: frozenset[str], context: Context) -> bool:
         return True  # a GPU library in a fallback wheel: the fallback-gpu check reports it
     if kind == "runtime":
         provider = runtime_wheel(needed, None)
-        return provider is not None and _requirement_names([provider.requirement]) <= declared
+        if provider is not None:
+            return _requirement_names([provider.requirement]) <= declared
+        return any(n.startswith("nvidia-") and _component(needed) in n for n in declared)
     vendor = "nvidia" if _DRIVER_VENDOR.fullmatch(needed) else "amd"  # a driver library
     return vendor in context.namespaces
+
+
+def _component(soname: str) -> str:
+    """The name NVIDIA's wheels give a CUDA library: ``libcufft.so.12`` -> ``cufft``
+    (``nvidia-cufft-cu12``), ``libcudnn_ops.so.9`` -> ``cudnn``, ``libnvToolsExt`` -> ``nvtx``."""
+    stem = re.sub(r"^lib|[_.].*$", "", soname).lower()
+    return "nvtx" if stem == "nvtoolsext" else stem
 
 
 def system_libraries(platform: str) -> frozenset[str] | None:
