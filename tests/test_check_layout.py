@@ -121,7 +121,7 @@ def test_a_toplevel_lib_layout_fails_check_with_all_three_findings(
 
 @pytest.mark.slow
 def test_an_unrepaired_package_layout_resolves_origin_and_flags_libgomp(
-    openmp: tuple[Path, Path], tmp_path: Path
+    openmp: tuple[Path, Path], tmp_path: Path, cli: Cli
 ) -> None:
     raw, _ = openmp
     (wheel,) = raw.glob("*.whl")
@@ -140,6 +140,8 @@ def test_an_unrepaired_package_layout_resolves_origin_and_flags_libgomp(
         )
     ]
     assert _findings(raw, "dependencies", allow_missing=("libgomp.so.*",)) == []
+    code, out, _ = cli("check", raw, "--no-isa", "--json", "--allow-missing", "libgomp.so.*")
+    assert code == 0, out
 
 
 @pytest.mark.slow

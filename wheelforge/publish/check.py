@@ -67,6 +67,7 @@ from wheelforge.wheel.elf import (
     offload_bundles,
     section_names,
 )
+from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import (
     VARIANT_JSON,
     Wheel,
@@ -135,7 +136,7 @@ class _WheelFacts:
     variant: VariantMetadata | None = None
     properties: frozenset[VariantProperty] | None = None
     metadata: dict[str, Any] | None = None  # packaging's RawMetadata
-    dynamic: dict[str, DynamicInfo] = field(default_factory=dict)  # ELF member -> entries
+    dynamic: dict[str, DynamicInfo] = field(default_factory=dict)  # ELF member -> its loader info
 
     def error(self, check: str, message: str) -> None:
         self.findings.append(Finding(Severity.ERROR, self.artifact.name, check, message))
@@ -590,7 +591,7 @@ def dependency_elf_check(allow_missing: Sequence[str] = ()) -> ElfCheck:
     """Every ELF member's DT_NEEDED resolves once installed (``allow_missing``: globs
     of sonames the system provides beyond the platform's policy)."""
     finish = functools.partial(dependency_findings, allow_missing=tuple(allow_missing))
-    return ElfCheck("dependencies", _is_platform_wheel, _record_dynamic, finish)
+    return ElfCheck("dependencies", _is_linux_wheel, _record_dynamic, finish)
 
 
 def _record_dynamic(facts: _WheelFacts, member: str, path: Path) -> list[Finding]:
@@ -613,8 +614,10 @@ def dependency_findings(
     return _from_layout(facts, layout.dependency_problems(wheel.members, facts.dynamic, context))
 
 
-def _is_platform_wheel(artifact: Artifact) -> bool:
-    return artifact.is_wheel and not artifact.name.endswith("-any.whl")
+def _is_linux_wheel(artifact: Artifact) -> bool:
+    """A wheel for Linux (``manylinux_*``, ``musllinux_*``, ``linux_*``): the loader
+    that :func:`layout.dependency_problems` models."""
+    return artifact.is_wheel and "linux" in WheelFilename.parse(artifact.name).platform
 
 
 ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK, dependency_elf_check())
