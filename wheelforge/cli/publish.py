@@ -222,6 +222,14 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
         "-j", "--jobs", type=int, default=None, help="wheels read in parallel (default: CPUs)"
     )
     add_isa_options(parser)
+    parser.add_argument(
+        "--allow-missing",
+        action="append",
+        default=[],
+        metavar="SONAME",
+        help="libraries ELF members may need from the system beyond the manylinux policy's "
+        "(fnmatch glob, e.g. 'libamdhip64.so.*'; repeatable)",
+    )
 
 
 def add_isa_options(parser: argparse.ArgumentParser, *, skip: bool = True) -> None:
@@ -260,6 +268,7 @@ def run_check(args: argparse.Namespace, *, quiet: bool) -> CheckReport:
         progress=progress if show else None,
         isa=not args.no_isa,
         isa_dispatched=args.isa_dispatched,
+        allow_missing=args.allow_missing,
     )
 
 

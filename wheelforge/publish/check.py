@@ -42,6 +42,7 @@ from wheelforge.isa import (
     parse_declarations,
 )
 from wheelforge.paths import inside
+from wheelforge.publish import layout
 from wheelforge.publish.release import Artifact, Role, classify, sha256_file
 from wheelforge.render import human_size
 from wheelforge.repair import classify as classify_library
@@ -59,12 +60,14 @@ from wheelforge.variants.properties import VariantProperty
 from wheelforge.variants_file import differences
 from wheelforge.wheel.archive import METHOD_NAMES, ZSTD, metadata_cap
 from wheelforge.wheel.elf import (
+    DynamicInfo,
     dynamic_info,
     iter_elf_members,
     machine,
     offload_bundles,
     section_names,
 )
+from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import (
     VARIANT_JSON,
     Wheel,
@@ -133,6 +136,7 @@ class _WheelFacts:
     variant: VariantMetadata | None = None
     properties: frozenset[VariantProperty] | None = None
     metadata: dict[str, Any] | None = None  # packaging's RawMetadata
+    dynamic: dict[str, DynamicInfo] = field(default_factory=dict)  # ELF member -> its loader info
 
     def error(self, check: str, message: str) -> None:
         self.findings.append(Finding(Severity.ERROR, self.artifact.name, check, message))
@@ -150,10 +154,12 @@ def check_release_set(
     progress: Callable[[int, int], None] | None = None,
     isa: bool = True,
     isa_dispatched: Sequence[str] = (),
+    allow_missing: Sequence[str] = (),
 ) -> CheckReport:
     """Check every publishable file of ``directory`` and the set they form. ``isa``: audit
     the machine code of x86-64 wheels against their claimed level (``isa_dispatched``:
-    ``LIB_GLOB:FUNCTION_GLOB`` declarations of dispatched code)."""
+    ``LIB_GLOB:FUNCTION_GLOB`` declarations of dispatched code). ``allow_missing``: globs
+    of sonames that ELF members may need from the system beyond its manylinux policy."""
     if not directory.is_dir():
         raise InvalidInput(f"{directory}: expected a directory of wheels")
     findings: list[Finding] = []
@@ -172,7 +178,11 @@ def check_release_set(
         raise InvalidInput(f"{directory}: no wheels, sdists or variants files to check")
 
     readers = [a for a in artifacts if a.role is not Role.VARIANTS_FILE]
-    elf_checks = ELF_CHECKS + ((isa_elf_check(isa_dispatched),) if isa else ())
+    elf_checks = (
+        FALLBACK_ELF_CHECK,
+        *((isa_elf_check(isa_dispatched),) if isa else ()),
+        dependency_elf_check(allow_missing),
+    )
     read = functools.partial(
         _read, verify_hashes=verify_hashes, max_size=max_size, elf_checks=elf_checks
     )
@@ -239,8 +249,9 @@ def _read_wheel(
     artifact = facts.artifact
     with Wheel(artifact.path) as wheel:
         wheel.check_headers()
+        record = None
         try:
-            wheel.checked_record(verify=verify_hashes)
+            record = wheel.checked_record(verify=verify_hashes)
         except InvalidInput as err:
             facts.error("record", _strip(err, artifact.path))
         _check_compression(facts, wheel)
@@ -252,6 +263,10 @@ def _read_wheel(
         ):
             facts.error("uv", f"METADATA: {rejection.line(_PICKED)}")
         facts.findings += fallback_requirement_findings(facts)
+        facts.findings += _from_layout(facts, layout.top_level_problems(wheel))
+        if record is not None:  # one that does not verify may hold a bomb: not read again
+            verified = {e.path: e.hash for e in record if e.hash} if verify_hashes else {}
+            facts.findings += _from_layout(facts, layout.duplicate_problems(wheel, verified))
         _elf_pass(facts, wheel, ELF_CHECKS if elf_checks is None else elf_checks)
 
 
@@ -485,6 +500,8 @@ class ElfCheck:
     applies: Callable[[Artifact], bool]
     # (the wheel's facts so far, read-only; member name; extracted file) -> findings
     run: Callable[[_WheelFacts, str, Path], Iterable[Finding]]
+    # after the last member: (the wheel's facts, the wheel) -> findings
+    finish: Callable[[_WheelFacts, Wheel], Iterable[Finding]] | None = None
 
 
 def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> None:
@@ -499,6 +516,9 @@ def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> N
                 except InvalidInput as err:  # unreadable: say so once, not once a check
                     facts.error("elf", _strip(err, path))
                     break
+        for check in active:
+            if check.finish is not None:
+                facts.findings += check.finish(facts, wheel)
 
 
 # -- fallback guards: no GPU content in a plain wheel or the null variant ------------------
@@ -570,7 +590,50 @@ def fallback_elf_findings(facts: _WheelFacts, member: str, path: Path) -> list[F
 
 
 FALLBACK_ELF_CHECK = ElfCheck("fallback-gpu", _is_fallback, fallback_elf_findings)
-ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK,)
+
+
+# -- layout: folders, copies, ELF dependencies once installed (publish/layout.py) ---------
+
+
+def _from_layout(facts: _WheelFacts, problems: Iterable[layout.Problem]) -> list[Finding]:
+    name = facts.artifact.name
+    return [Finding(Severity(p.severity), name, p.check, p.message) for p in problems]
+
+
+def dependency_elf_check(allow_missing: Sequence[str] = ()) -> ElfCheck:
+    """Every ELF member's DT_NEEDED resolves once installed (``allow_missing``: globs
+    of sonames the system provides beyond the platform's policy)."""
+    finish = functools.partial(dependency_findings, allow_missing=tuple(allow_missing))
+    return ElfCheck("dependencies", _is_linux_wheel, _record_dynamic, finish)
+
+
+def _record_dynamic(facts: _WheelFacts, member: str, path: Path) -> list[Finding]:
+    facts.dynamic[member] = dynamic_info(path, member=member)
+    return []
+
+
+def dependency_findings(
+    facts: _WheelFacts, wheel: Wheel, *, allow_missing: tuple[str, ...] = ()
+) -> list[Finding]:
+    """The DT_NEEDED entries of the wheel's ELF members (read by ``_record_dynamic``)
+    that nothing provides once installed (:func:`layout.dependency_problems`)."""
+    properties = facts.properties if facts.artifact.role is not Role.FALLBACK else None
+    context = layout.Context(
+        platform=wheel.filename.platform,
+        requires_dist=tuple((facts.metadata or {}).get("requires_dist", [])),
+        namespaces=None if properties is None else frozenset(p.namespace for p in properties),
+        allowed=allow_missing,
+    )
+    return _from_layout(facts, layout.dependency_problems(wheel.members, facts.dynamic, context))
+
+
+def _is_linux_wheel(artifact: Artifact) -> bool:
+    """A wheel for Linux (``manylinux_*``, ``musllinux_*``, ``linux_*``): the loader
+    that :func:`layout.dependency_problems` models."""
+    return artifact.is_wheel and "linux" in WheelFilename.parse(artifact.name).platform
+
+
+ELF_CHECKS: tuple[ElfCheck, ...] = (FALLBACK_ELF_CHECK, dependency_elf_check())
 
 
 # -- ISA audit: the machine code needs no newer CPU than the wheel claims ---------------
