@@ -251,8 +251,17 @@ def test_matrix_keys_repair_the_plain_wheel_and_leave_the_null_variant_unrepaire
     assert not any(".libs/" in n for n in names(null))
 
     code, out, err = cli("check", matrix_build, "--json")
-    assert code == 0, err
-    unrepaired = [f for f in json.loads(out)["findings"] if f["check"] == "unrepaired"]
+    findings = json.loads(out)["findings"]
+    # Both wheels keep the project's top-level lib/ and include/ (check's layout errors);
+    # the unrepaired null variant's libtoy.so.0 resolves nowhere once installed.
+    assert code == 1, err
+    errors = {(f["file"], f["check"]) for f in findings if f["severity"] == "error"}
+    assert errors == {
+        (wheels[0], "layout"),
+        (wheels[0], "dependencies"),
+        (wheels[1], "layout"),
+    }, findings
+    unrepaired = [f for f in findings if f["check"] == "unrepaired"]
     assert unrepaired == [
         {
             "severity": "warning",
