@@ -116,9 +116,11 @@ class JobProgress:
                 title=f"{self.finished}/{self.total} jobs finished",
             )  # fmt: skip
             for job, state in self.states.items():
-                seconds = (state.ended or now) - state.started if state.started else None
-                elapsed = f"{seconds:.0f}s" if seconds is not None else ""
-                view.add_row(self.places.get(job, ""), job, elapsed, state.message)
+                place = self.places.get(job, "")
+                elapsed = ""  # a step outside the count (the sdist) never says it ended
+                if place and state.started is not None:
+                    elapsed = f"{(state.ended or now) - state.started:.0f}s"
+                view.add_row(place, job, elapsed, state.message)
         return view
 
 

@@ -127,7 +127,7 @@ class LogSteps:
         except OSError:
             return []
         if start > self.offset:  # skipped output: the first line read is a fragment
-            self.partial, data = "", data.split("\n", 1)[-1]
+            self.partial, data = "", data.partition("\n")[2]
         self.offset = size
         lines = re.split(r"[\r\n]", self.partial + data)
         self.partial = lines.pop()[-_FOLLOW_BYTES:]
@@ -184,25 +184,27 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Terminate a step's process group: SIGTERM, then SIGKILL for what outlives the
-    grace period (its leader still unreaped, so its group id cannot be reused); return
-    once the group is gone (or only zombies nobody reaps are left, after 2 s)."""
+    """Terminate a step's process group: SIGTERM, SIGKILL for what outlives the grace
+    period; return once the group is gone (or only zombies nobody reaps are left)."""
     _signal_group(process, signal.SIGTERM)
-    deadline = time.monotonic() + _GRACE_SECONDS
-    while time.monotonic() < deadline:
-        try:  # exited, not yet reaped?
-            if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                break
-        except ChildProcessError:
-            break
-        time.sleep(0.05)
-    _signal_group(process, signal.SIGKILL)
+    if not _group_ends(process, _GRACE_SECONDS):
+        _signal_group(process, signal.SIGKILL)
+        _group_ends(process, 2.0)
     process.wait()
-    deadline = time.monotonic() + 2.0  # until the last of the group is gone (and reaped)
-    with suppress(ProcessLookupError, PermissionError):
-        while time.monotonic() < deadline:
+
+
+def _group_ends(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the step's process group is empty within ``seconds`` (its leader is
+    reaped meanwhile; the others are reaped by whoever adopts them)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
             os.killpg(process.pid, 0)
-            time.sleep(0.02)
+        except (ProcessLookupError, PermissionError):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _start(
