@@ -112,6 +112,11 @@ def test_log_steps_read_a_bounded_tail(tmp_path: Path) -> None:
     log.write_text("\n".join(lines) + "\n")  # ~7 MB since the last look
     assert steps.latest() == lines[-1]
     assert steps.offset == log.stat().st_size
+    # Only the tail is read: a step a megabyte back is not seen (here its last line is).
+    with open(log, "a") as f:
+        f.write("[9/9] Linking C shared library early.so\n" + "note: more\n" * 100_000)
+    fresh = LogSteps(log, offset=steps.offset)
+    assert fresh.latest() == "note: more"
 
 
 def test_run_logged_heartbeats_once_per_change(
