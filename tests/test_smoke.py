@@ -272,7 +272,7 @@ def test_build_runs_the_test_command_per_job_and_a_failure_keeps_the_wheel_out(
     assert code == 0, err
     [job] = json.loads(out)
     assert job["test"]["status"] == "passed" and job["test"]["env"] == {FORCE_CUDA_DRIVER: "13.0"}
-    assert "[cuda] test: passed" in err
+    assert "[1/1] cuda: test: passed" in err
     # wheelforge test on the dist: the manifest names the matrix and the job of each wheel.
     code, out, err = cli("test", tmp_path / "dist", "--json", "--log-dir", tmp_path / "logs")
     assert code == 0, err

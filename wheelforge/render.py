@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def emit_json(data: Any) -> None:
@@ -51,31 +56,85 @@ def info(message: str) -> None:
     sys.stderr.write(message + "\n")  # one write: lines from parallel jobs stay whole
 
 
+@dataclass
+class _JobState:
+    message: str = "waiting"
+    started: float | None = None
+    ended: float | None = None
+
+
+class JobProgress:
+    """``progress(job, message)`` for the jobs of a run, each shown with its place
+    (``[2/3] cpu-x86-64-v3: building ...``), and ``finish(job, status)`` when one ends,
+    which counts it (``2/3 finished``). Steps outside the count (the sdist) show as
+    ``[sdist] ...``. ``write`` gets each line in plain mode; ``None``: a live table."""
+
+    def __init__(
+        self,
+        job_ids: Sequence[str],
+        steps: Sequence[str] = (),
+        write: Callable[[str], None] | None = info,
+    ) -> None:
+        self.places = {job: f"{index}/{len(job_ids)}" for index, job in enumerate(job_ids, 1)}
+        self.states = {name: _JobState() for name in (*steps, *job_ids)}
+        self.total = len(job_ids)
+        self.finished = 0
+        self.write = write
+        self.lock = threading.Lock()
+
+    def _name(self, job: str) -> str:
+        place = self.places.get(job)
+        return f"[{place}] {job}:" if place else f"[{job}]"
+
+    def __call__(self, job: str, message: str) -> None:
+        with self.lock:
+            state = self.states.setdefault(job, _JobState())
+            state.message = message
+            if state.started is None:
+                state.started = time.monotonic()
+            if self.write is not None:
+                self.write(f"{self._name(job)} {message}")
+
+    def finish(self, job: str, status: str) -> None:
+        with self.lock:
+            state = self.states.setdefault(job, _JobState())
+            if state.ended is not None:
+                return
+            state.message, state.ended = status, time.monotonic()
+            if job in self.places:
+                self.finished += 1
+            if self.write is not None:
+                self.write(f"{self._name(job)} {status} ({self.finished}/{self.total} finished)")
+
+    def render(self) -> Table:
+        from rich.table import Table
+
+        now = time.monotonic()
+        with self.lock:
+            view = Table(
+                "", "job", "time", "status", box=None,
+                title=f"{self.finished}/{self.total} jobs finished",
+            )  # fmt: skip
+            for job, state in self.states.items():
+                place = self.places.get(job, "")
+                elapsed = ""  # a step outside the count (the sdist) never says it ended
+                if place and state.started is not None:
+                    elapsed = f"{(state.ended or now) - state.started:.0f}s"
+                view.add_row(place, job, elapsed, state.message)
+        return view
+
+
 @contextmanager
-def job_progress(job_ids: Sequence[str]) -> Iterator[Callable[[str, str], None]]:
-    """A ``progress(job_id, message)`` callback: a live table of jobs on a terminal,
-    one plain line per message elsewhere (CI logs)."""
+def job_progress(job_ids: Sequence[str], *, steps: Sequence[str] = ()) -> Iterator[JobProgress]:
+    """A :class:`JobProgress`: a live table of the jobs on a terminal (their places,
+    time and last message, and how many finished), one plain line per message elsewhere
+    (CI logs)."""
     if not sys.stderr.isatty():
-        yield lambda job, message: info(f"[{job}] {message}")
+        yield JobProgress(job_ids, steps)
         return
     from rich.console import Console
     from rich.live import Live
-    from rich.table import Table
 
-    state = dict.fromkeys(job_ids, "waiting")
-    lock = threading.Lock()
-
-    def render() -> Table:
-        view = Table("job", "status", box=None)
-        for job, message in state.items():
-            view.add_row(job, message)
-        return view
-
-    with Live(render(), console=Console(stderr=True), refresh_per_second=8) as live:
-
-        def update(job: str, message: str) -> None:
-            with lock:
-                state[job] = message
-                live.update(render())
-
-        yield update
+    progress = JobProgress(job_ids, steps, write=None)
+    with Live(console=Console(stderr=True), refresh_per_second=4, get_renderable=progress.render):
+        yield progress

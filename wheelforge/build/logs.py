@@ -1,14 +1,18 @@
-"""Build logs: run a step with its output in the job's log, a heartbeat while it runs,
-and, when it fails, the lines of the log that say why."""
+"""Build logs: run a step with its output in the job's log, a heartbeat with the build
+step the log shows while it runs, and, when it fails, the lines of the log that say why.
+An interrupt stops every running step with all the processes it started."""
 
 from __future__ import annotations
 
 import math
 import os
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -63,21 +67,6 @@ def error_excerpt(text: str) -> str | None:
     return None
 
 
-def last_line(path: Path, *, limit: int = 100) -> str:
-    """The last non-empty line of a file (its tail only is read)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    for line in reversed(tail.splitlines()):
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
-
-
 def failure_message(what: str, returncode: int, log_path: Path, *, offset: int = 0) -> str:
     """``{what} failed (exit code N): {first error}; see {log}``, the error taken from
     what the step wrote (the log from ``offset`` on)."""
@@ -96,6 +85,143 @@ def _elapsed(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+# A line that says where a build is: ninja/meson "[12/193] Building C object ...", make
+# "[ 45%] Building ...", CMake's "-- ..." status lines, scikit-build-core's "*** ...",
+# build's "* Building wheel...", cargo's "Compiling foo v1.0".
+_STEP = re.compile(
+    r"\[\s*\d+/\d+\]\s+\S|\[\s*\d+%\]\s+\S|-- \S|\*\*\* \S|\* \S|"
+    r"Successfully built \S|\s*(?:Compiling|Building) \S+ v\d"
+)
+_STEP_WIDTH = 100
+_FOLLOW_BYTES = 64 * 1024  # of a log's new output, at most its last 64 KiB is read
+
+
+def _shorten(line: str) -> str:
+    return line if len(line) <= _STEP_WIDTH else line[: _STEP_WIDTH - 1] + "…"
+
+
+def build_step(line: str) -> str | None:
+    """``line`` (shortened) when it says which step a build is at, else ``None``."""
+    return _shorten(line.strip()) if _STEP.match(line) else None
+
+
+class LogSteps:
+    """Follows a growing log from ``offset``: :meth:`latest` is the newest build step it
+    gained (its last line while no step has been seen), ``None`` when nothing changed.
+    Only the tail of what was written since the last call is read."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+        self.partial = ""  # a line not yet ended
+        self.shown: str | None = None
+        self.seen_step = False
+
+    def _new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                start = max(self.offset, size - _FOLLOW_BYTES)
+                f.seek(start)
+                data = f.read(size - start).decode("utf-8", "replace")
+        except OSError:
+            return []
+        if start > self.offset:  # skipped output: the first line read is a fragment
+            self.partial, data = "", data.partition("\n")[2]
+        self.offset = size
+        lines = re.split(r"[\r\n]", self.partial + data)
+        self.partial = lines.pop()[-_FOLLOW_BYTES:]
+        return [line for line in lines if line.strip()]
+
+    def latest(self) -> str | None:
+        lines = self._new_lines()
+        steps = [step for step in map(build_step, lines) if step is not None]
+        if steps:
+            self.seen_step = True
+            latest: str | None = steps[-1]
+        else:
+            latest = _shorten(lines[-1].strip()) if lines and not self.seen_step else None
+        if latest is None or latest == self.shown:
+            return None
+        self.shown = latest
+        return latest
+
+
+class StepInterrupted(KeyboardInterrupt):
+    """A step was stopped, or refused to start, because the run was interrupted."""
+
+
+# The steps running in this process (their process groups), for an interrupt to stop.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+_interrupted = threading.Event()
+_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL
+
+
+@contextmanager
+def interruptible_steps() -> Iterator[Callable[[], None]]:
+    """Within the block, ``interrupt()`` terminates every running step (its whole
+    process group: no compiler is left behind) and makes later steps raise
+    :class:`StepInterrupted` instead of starting."""
+    _interrupted.clear()
+    try:
+        yield _interrupt
+    finally:
+        _interrupted.clear()
+
+
+def _interrupt() -> None:
+    with _running_lock:
+        _interrupted.set()
+        running = list(_running)
+    for process in running:
+        _signal_group(process, signal.SIGTERM)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(process.pid, signum)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a step's process group: SIGTERM, SIGKILL for what outlives the grace
+    period; return once the group is gone (or only zombies nobody reaps are left)."""
+    _signal_group(process, signal.SIGTERM)
+    if not _group_ends(process, _GRACE_SECONDS):
+        _signal_group(process, signal.SIGKILL)
+        _group_ends(process, 2.0)
+    process.wait()
+
+
+def _group_ends(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the step's process group is empty within ``seconds`` (its leader is
+    reaped meanwhile; the others are reaped by whoever adopts them)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _start(
+    command: Sequence[str], env: Mapping[str, str], log: IO[str], cwd: Path | None
+) -> subprocess.Popen[bytes]:
+    # Its own process group (session): an interrupt stops the step and all it started.
+    with _running_lock:
+        if _interrupted.is_set():
+            raise StepInterrupted(f"{command[0]}: not started, the run was interrupted")
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd,
+            start_new_session=True,
+        )  # fmt: skip
+        _running.add(process)
+    return process
+
+
 def run_logged(
     command: Sequence[str],
     *,
@@ -106,30 +232,38 @@ def run_logged(
     cwd: Path | None = None,
     heartbeat: Heartbeat | None = None,
 ) -> None:
-    """Run ``command`` with its output appended to the job's log; every
-    :func:`heartbeat_interval` seconds, ``heartbeat`` gets the elapsed time and the
-    log's last line."""
+    """Run ``command`` with its output appended to the job's log. At most every
+    :func:`heartbeat_interval` seconds, and only when it changed, ``heartbeat`` gets the
+    elapsed time and the build step the log shows (:class:`LogSteps`)."""
     log.write(f"$ {' '.join(command)}\n")
     log.flush()
     offset = log.tell()
     started = time.monotonic()
-    process = subprocess.Popen(
-        list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd
-    )
+    steps = LogSteps(log_path, offset)
+    interval = heartbeat_interval()
+    next_beat = started + interval
+    process = _start(command, env, log, cwd)
+    returncode = None
     try:
-        interval = heartbeat_interval()
-        while True:
+        while returncode is None and not _interrupted.is_set():
             try:
-                returncode = process.wait(timeout=interval)
-                break
+                returncode = process.wait(timeout=min(interval, 0.25))
             except subprocess.TimeoutExpired:
-                if heartbeat is not None:
-                    elapsed = _elapsed(time.monotonic() - started)
-                    heartbeat(f"{what}: {elapsed} | {last_line(log_path)}")
+                now = time.monotonic()
+                if heartbeat is not None and now >= next_beat:
+                    next_beat = now + interval
+                    step = steps.latest()
+                    if step is not None:
+                        heartbeat(f"{what}: {_elapsed(now - started)} | {step}")
     finally:
-        if process.poll() is None:  # interrupted: take the step down with us
-            process.kill()
-            process.wait()
+        with _running_lock:
+            _running.discard(process)
+        if returncode is None or _interrupted.is_set():  # interrupted: stop all it started
+            _stop_group(process)
+    if returncode is None or (returncode != 0 and _interrupted.is_set()):
+        log.write("[interrupted]\n")
+        log.flush()
+        raise StepInterrupted(f"{what}: interrupted")
     log.write(f"[exit code {returncode}]\n")
     log.flush()
     if returncode != 0:

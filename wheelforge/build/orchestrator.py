@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from wheelforge.build.compiler_cache import (
     compiler_cache_session,
     resolve_compiler_cache,
 )
-from wheelforge.build.logs import BuildFailed, run_logged
+from wheelforge.build.logs import BuildFailed, StepInterrupted, interruptible_steps, run_logged
 from wheelforge.build.manifest import Artifact, read_manifest, update_manifest
 from wheelforge.build.reproducible import nvcc_has_objtemp, reproducible_flags
 from wheelforge.build.sources import (
@@ -56,6 +56,9 @@ from wheelforge.variants_file import write_variants_json
 Progress = Callable[[str, str], None]
 """``progress(job_id, message)``: one line of live progress."""
 
+Finished = Callable[[str, str], None]
+"""``finished(job_id, status)``: a job ended (built, failed, skipped, ...)."""
+
 SDIST_JOB = "sdist"  # the progress and manifest name of the sdist step
 
 
@@ -65,7 +68,7 @@ class JobResult:
     # "built" (compiled and repaired) | "repaired" (not compiled: the unrepaired wheel was
     # cached or built by another job of the run) | "cached" | "failed" | "skipped" |
     # "unavailable" | "rejected" (built, but a fallback wheel with GPU content: check's
-    # fallback guards)
+    # fallback guards) | "interrupted" (running when the run was interrupted)
     status: str
     seconds: float = 0.0
     wheel: Path | None = None
@@ -78,6 +81,14 @@ class JobResult:
     @property
     def ok(self) -> bool:
         return self.status in ("built", "repaired", "cached")
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); ``results`` says what became of every job."""
+
+    def __init__(self, results: Sequence[JobResult]) -> None:
+        super().__init__("interrupted")
+        self.results = list(results)
 
 
 @dataclass(frozen=True)
@@ -520,10 +531,20 @@ def build_jobs(
     jobs: Sequence[Job],
     options: BuildOptions,
     progress: Progress,
+    finished: Finished | None = None,
 ) -> list[JobResult]:
+    """Build, repair, tag and compress every job into ``options.out``. An interrupt
+    (Ctrl-C) stops the running builds and raises :class:`BuildInterrupted` with every
+    job's result; the jobs that finished keep their wheels and manifest entries."""
     read_manifest(options.out)  # a manifest the run would update must be sound first
     guard = _TreeGuard(matrix.project, options)
-    build_plan = plan_build(matrix, jobs, options, progress)
+    ended = finished or (lambda job, status: None)
+    try:
+        build_plan = plan_build(matrix, jobs, options, progress)
+    except KeyboardInterrupt:
+        for job in jobs:
+            ended(job.id, "skipped")
+        raise BuildInterrupted([JobResult(job, "skipped") for job in jobs]) from None
     source, plans = build_plan.source, build_plan.plans
     raw_cache = repaired_cache = None
     if options.cache_dir is not None:
@@ -559,11 +580,20 @@ def build_jobs(
         first = first_of[plan.compile_key] == plan.job.id
         if not first:
             first_done[plan.compile_key].wait()
+        started = time.monotonic()
         try:
-            return run_job(plan)
+            result = run_job(plan)
+        except StepInterrupted:
+            result = JobResult(plan.job, "interrupted", time.monotonic() - started)
         finally:
             if first:
                 first_done[plan.compile_key].set()
+        if result.status == "failed" and interrupted.is_set():  # e.g. a tool hit by Ctrl-C
+            result = dataclasses.replace(result, status="interrupted")
+        if result.status == "interrupted":
+            progress(plan.job.id, "interrupted")
+        ended(plan.job.id, result.status)
+        return result
 
     def unrepaired(
         plan: _Plan, job_dir: Path, log_path: Path
@@ -690,13 +720,38 @@ def build_jobs(
     # The sort is stable, so the first job of a compile key is still submitted before the
     # others that wait for it (the pool takes work in order: no deadlock at -j 1).
     order = sorted(plans, key=lambda plan: plan.job.toolchain == "host")
-    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        by_id = {result.job.id: result for result in pool.map(run, order)}
+    interrupted = threading.Event()
+    for result in build_plan.unavailable:
+        ended(result.job.id, result.status)
+    with interruptible_steps() as interrupt, ThreadPoolExecutor(max(1, options.workers)) as pool:
+        futures = [pool.submit(run, plan) for plan in order]
+
+        def stop_all() -> None:
+            interrupted.set()
+            stop.set()
+            interrupt()
+
+        _wait_or_interrupt(futures, stop_all)
+        by_id = {future.result().job.id: future.result() for future in futures}
     by_id.update({result.job.id: result for result in build_plan.unavailable})
     results = [by_id[job.id] for job in jobs]
     update_manifest(options.out, artifacts, matrix=matrix.source)
     write_variants_json(options.out)
-    return [_guard_fallback(result, progress) for result in results]
+    guarded = [_guard_fallback(result, progress) for result in results]
+    if interrupted.is_set():
+        raise BuildInterrupted(guarded)
+    return guarded
+
+
+def _wait_or_interrupt(futures: Sequence[Future[JobResult]], interrupt: Callable[[], None]) -> None:
+    """Wait for every job. On Ctrl-C (again too) ``interrupt()`` the run and wait on:
+    running jobs stop, waiting ones skip, finished ones are kept."""
+    while True:
+        try:
+            wait(futures)
+            return
+        except KeyboardInterrupt:
+            interrupt()
 
 
 def _guard_fallback(result: JobResult, progress: Progress) -> JobResult:

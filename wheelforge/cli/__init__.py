@@ -461,7 +461,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from wheelforge.build.cache import default_cache_dir
-    from wheelforge.build.orchestrator import SDIST_JOB, BuildOptions, build_jobs
+    from wheelforge.build.orchestrator import (
+        SDIST_JOB,
+        BuildInterrupted,
+        BuildOptions,
+        build_jobs,
+    )
     from wheelforge.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
@@ -485,8 +490,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
         skip_unavailable=args.skip_unavailable,
         test=not args.no_test,
     )
-    with job_progress([SDIST_JOB, *(job.id for job in jobs)]) as progress:
-        results = build_jobs(matrix, jobs, options, progress)
+    interrupted = None
+    with job_progress([job.id for job in jobs], steps=[SDIST_JOB]) as progress:
+        try:
+            results = build_jobs(matrix, jobs, options, progress, progress.finish)
+        except BuildInterrupted as err:  # report what became of each job, then exit 130
+            results, interrupted = err.results, err
     if args.json:
         emit_json(
             [
@@ -530,6 +539,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for r in failed:
         if r.error:
             print(f"error: job {r.job.id}: {r.error}", file=sys.stderr)
+    if interrupted is not None:
+        raise interrupted
     return 1 if failed else 0
 
 
