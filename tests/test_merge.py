@@ -136,6 +136,17 @@ def test_same_name_other_content_is_a_conflict(jobs: list[Path], tmp_path: Path,
     assert _names(tmp_path) == {"artifacts", "work"}  # no temporary directory left
 
 
+def test_one_job_built_on_one_runner_and_cached_on_another_collapses(
+    jobs: list[Path], tmp_path: Path
+) -> None:
+    wheel = next(jobs[1].glob("*.whl"))
+    shutil.copy(wheel, jobs[2])
+    runner = {"log": "work/logs/v3.log", "compiled": False, "compiler_cache": {"hits": 3}}
+    _record(jobs[2], jobs[2] / wheel.name, "v3", label="v3", **runner)
+    result = merge_dists(jobs, tmp_path / "dist")
+    assert result.files[wheel.name] == (jobs[1], jobs[2])
+
+
 def test_manifest_entries_that_differ_are_a_conflict(jobs: list[Path], tmp_path: Path) -> None:
     wheel = next(jobs[1].glob("*.whl"))
     shutil.copy(wheel, jobs[2])

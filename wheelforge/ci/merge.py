@@ -31,6 +31,9 @@ from wheelforge.variants_file import Release, wheel_variant_metadata
 from wheelforge.wheel.filename import WheelFilename
 
 _EXPECTED = "expected a directory of built wheels (a job's dist/)"
+# Manifest fields that say how a runner made a file, not what it is: a job built on one
+# runner and taken from the cache on another is still the same artifact.
+_PER_RUNNER = frozenset({"log", "compiler_cache", "compiled"})
 _SOURCES_HINT = "pass the directories the build jobs uploaded, one per job (e.g. artifacts/*)"
 
 
@@ -195,10 +198,12 @@ def _merged_manifest(sources: Sequence[_Source], digests: Mapping[str, str]) -> 
                     f"conflict: job {job!r} produced {seen[1].get('file')} in {seen[0]} but "
                     f"{file} in {source.directory}"
                 )
-            if seen[1] != entry:
-                keys = sorted(
-                    k for k in seen[1].keys() | entry.keys() if seen[1].get(k) != entry.get(k)
-                )
+            keys = sorted(
+                k
+                for k in seen[1].keys() | entry.keys()
+                if k not in _PER_RUNNER and seen[1].get(k) != entry.get(k)
+            )
+            if keys:
                 raise InvalidInput(
                     f"conflict: the {MANIFEST_NAME} entries of job {job!r} differ between "
                     f"{seen[0]} and {source.directory} (in {', '.join(keys)})"
