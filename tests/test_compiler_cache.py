@@ -220,7 +220,6 @@ PyMODINIT_FUNC PyInit_cachedext(void) { return PyModule_Create(&module); }
 def test_setuptools_extension_second_build_hits(tool: str, tmp_path: Path) -> None:
     """setuptools runs sysconfig's CC by name: the wrapper first on PATH sends it through
     the cache (a link is passed through, uncached)."""
-    pytest.importorskip("setuptools")
     project = tmp_path / "project"
     project.mkdir()
     (project / "setup.py").write_text(SETUP_PY)
