@@ -513,3 +513,15 @@ def test_each_job_ran_its_smoke_test_on_its_claimed_machine(dist: Path) -> None:
     for job, (machine, outcome) in expected.items():
         log = (logs / f"{job}-test.log").read_text()
         assert machine in log and outcome in log, (job, log[-2000:])
+
+
+def test_relative_directories_reach_a_fetched_toolchain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--cache-dir cache``: the CUDA 13.5 toolchain fetched into it is named by an
+    absolute path in the build's environment (CMake runs in another directory)."""
+    monkeypatch.chdir(tmp_path)
+    code = wf("build", "--matrix", EXAMPLE, "--only", "cuda13.5", "--no-test",
+              "--out", "dist", "--work-dir", "work", "--cache-dir", "cache")  # fmt: skip
+    assert code == 0
+    assert [p.name.rsplit("-", 1)[-1] for p in (tmp_path / "dist").glob("*.whl")] == ["cu135.whl"]

@@ -505,7 +505,8 @@ def plan_build(
 ) -> BuildPlan:
     """Resolve toolchains, prepare the isolated source (building the sdist unless it is
     cached) and compute every job's cache keys. Nothing is compiled."""
-    toolchains_dir = (options.cache_dir or options.work_dir) / "toolchains"
+    # absolute: the toolchain paths go into the environment of builds run elsewhere
+    toolchains_dir = ((options.cache_dir or options.work_dir) / "toolchains").absolute()
     resolved, unavailable = preflight(
         matrix, jobs, toolchains_dir, progress, builder=options.builder,
         skip_unavailable=options.skip_unavailable, compiler_caches=options.cache_dir is not None,
