@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_plain_wheel
-from tests.hostile_zips import DEFLATED, ZSTD, GiB, deflate_zeros, zstd_zeros
+from tests.hostile_zips import (
+    DEFLATED,
+    ZSTD,
+    GiB,
+    deflate_zeros,
+    deflated,
+    stored,
+    write_zip,
+    zstd_zeros,
+)
 from wheelforge.errors import InvalidInput
 from wheelforge.inspection import inspect_wheel
 from wheelforge.publish.check import check_release_set
@@ -20,6 +29,7 @@ from wheelforge.wheel.archive import (
     DEFAULT_METADATA_CAP,
     METADATA_CAP_ENV,
     Member,
+    ZipReader,
     inflate,
     metadata_cap,
 )
@@ -111,3 +121,35 @@ def test_the_metadata_cap_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         monkeypatch.setenv(METADATA_CAP_ENV, bad)
         with pytest.raises(InvalidInput, match="expected a positive number of MiB"):
             metadata_cap()
+
+
+def test_head_gives_the_first_bytes_inflating_little(tmp_path: Path) -> None:
+    """``head`` (how ELF members are told apart) reads a few KiB of a large member, and
+    a member that inflates past its declared size still fails."""
+    blob = b"\x7fELF" + bytes(range(256)) * 40_000  # 10 MB
+    path = write_zip(
+        tmp_path / "a.zip",
+        [
+            stored("s.bin", blob),
+            deflated("d.bin", blob),
+            deflated("short.bin", b"ab"),
+            deflated("liar.bin", bytes(64 << 10), size=2),
+        ],
+    )
+    with ZipReader(path) as reader:
+        members = {member.name: member for member in reader.members}
+        read: list[int] = []
+        real_read_at = reader._read_at
+
+        def counting_read_at(offset: int, size: int) -> bytes:
+            read.append(size)
+            return real_read_at(offset, size)
+
+        reader._read_at = counting_read_at  # type: ignore[method-assign]
+        for name in ("s.bin", "d.bin"):
+            read.clear()
+            assert reader.head(members[name], 4) == b"\x7fELF"
+            assert sum(read) < 64 << 10, (name, read)  # of 10 MB
+        assert reader.head(members["short.bin"], 4) == b"ab"
+        with pytest.raises(InvalidInput, match="inflates past its declared size of 2 bytes"):
+            reader.head(members["liar.bin"], 4)

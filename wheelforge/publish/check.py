@@ -508,8 +508,12 @@ def _elf_pass(facts: _WheelFacts, wheel: Wheel, checks: Iterable[ElfCheck]) -> N
     active = [c for c in checks if c.applies(facts.artifact)]
     if not active:
         return
-    with tempfile.TemporaryDirectory(prefix="wheelforge-check-") as scratch:
-        for member, path in iter_elf_members(wheel, Path(scratch)):
+    with contextlib.ExitStack() as stack:
+
+        def scratch() -> Path:  # made only for a wheel that holds ELF members
+            return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wheelforge-")))
+
+        for member, path in iter_elf_members(wheel, scratch):
             for check in active:
                 try:
                     facts.findings += check.run(facts, member, path)
@@ -617,6 +621,8 @@ def dependency_findings(
 ) -> list[Finding]:
     """The DT_NEEDED entries of the wheel's ELF members (read by ``_record_dynamic``)
     that nothing provides once installed (:func:`layout.dependency_problems`)."""
+    if not facts.dynamic:
+        return []
     properties = facts.properties if facts.artifact.role is not Role.FALLBACK else None
     context = layout.Context(
         platform=wheel.filename.platform,

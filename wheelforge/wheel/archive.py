@@ -36,6 +36,7 @@ _MAX32, _MAX16 = 0xFFFFFFFF, 0xFFFF
 _ZIP64_EXTRA = 0x0001
 _UTF8_FLAG, _DATA_DESCRIPTOR_FLAG, _ENCRYPTED_FLAG = 0x800, 0x8, 0x1
 _CHUNK = 1 << 20
+_HEAD_CHUNK = 1 << 12  # compressed bytes read at a time for head()
 DEFAULT_FILE_MODE = 0o100644 << 16
 DEFAULT_METADATA_CAP = 16 << 20
 METADATA_CAP_ENV = "WHEELFORGE_MAX_METADATA_MB"
@@ -304,21 +305,38 @@ class ZipReader:
             raise self._fail(f"member {member.name!r} extends past the data area (truncated)")
         return start
 
-    def iter_raw(self, member: Member, *, skip: int = 0) -> Iterator[bytes]:
-        """The member's compressed bytes in chunks, from ``skip`` bytes in."""
+    def iter_raw(self, member: Member, *, skip: int = 0, chunk: int = _CHUNK) -> Iterator[bytes]:
+        """The member's compressed bytes in chunks of at most ``chunk`` bytes, from
+        ``skip`` bytes in."""
         start = self.data_offset(member)
         remaining = member.compressed_size - skip
         while remaining:
             at = start + member.compressed_size - remaining
-            chunk = self._read_at(at, min(_CHUNK, remaining))
-            if not chunk:
+            chunk_bytes = self._read_at(at, min(chunk, remaining))
+            if not chunk_bytes:
                 raise self._fail(f"member {member.name!r} is cut short")
-            remaining -= len(chunk)
-            yield chunk
+            remaining -= len(chunk_bytes)
+            yield chunk_bytes
 
     def iter_content(self, member: Member) -> Iterator[bytes]:
         """The member's uncompressed bytes in chunks, checked as they inflate."""
         return inflate(self.iter_raw(member), member, str(self.path))
+
+    def head(self, member: Member, size: int) -> bytes:
+        """The first ``size`` bytes of the member's content (fewer when it is shorter),
+        inflating little more than that: for telling a file's type by its magic. Not
+        CRC-checked; a member that inflates past its declared size still fails."""
+        found = b""
+        for piece in _decode(self.iter_raw(member, chunk=_HEAD_CHUNK), member, str(self.path)):
+            found += piece
+            if len(found) > member.size:
+                raise InvalidInput(
+                    f"{self.path}: member {member.name!r} inflates past its declared size of "
+                    f"{member.size} bytes"
+                )
+            if len(found) >= size:
+                break
+        return found[:size]
 
     def read(self, member: Member, *, limit: int | None = None) -> bytes:
         """The member's content; over ``limit`` bytes (as declared, and so as inflated)

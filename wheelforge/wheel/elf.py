@@ -9,7 +9,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,22 +38,27 @@ class DynamicInfo:
     rpath: tuple[str, ...]
 
 
-def iter_elf_members(wheel: Wheel, scratch: Path) -> Iterator[tuple[str, Path]]:
+def iter_elf_members(
+    wheel: Wheel, scratch: Path | Callable[[], Path]
+) -> Iterator[tuple[str, Path]]:
     """Each ELF member of ``wheel`` as (member name, extracted path under ``scratch``).
 
-    The extracted file is removed when the iteration moves on to the next member.
+    Members are told by their first bytes, inflating little more; ``scratch`` may be a
+    function that makes the directory, called at the first ELF member. The extracted file
+    is removed when the iteration moves on to the next member.
     """
+    directory = scratch if isinstance(scratch, Path) else None
     for name, member in wheel.members.items():
         if member.is_dir or member.size < len(ELF_MAGIC):
             continue
-        chunks = wheel.zip.iter_content(member)
-        first = next(chunks, b"")
-        if not first.startswith(ELF_MAGIC):
+        if wheel.zip.head(member, len(ELF_MAGIC)) != ELF_MAGIC:
             continue
-        target = scratch / f"member-{os.getpid()}.elf"
+        if directory is None:
+            assert not isinstance(scratch, Path)
+            directory = scratch()
+        target = directory / f"member-{os.getpid()}.elf"
         with target.open("wb") as out:
-            out.write(first)
-            for chunk in chunks:
+            for chunk in wheel.zip.iter_content(member):
                 out.write(chunk)
         try:
             yield name, target
