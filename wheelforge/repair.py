@@ -165,6 +165,13 @@ def origin_entry(from_dir: str, target_dir: str) -> str:
     return "$ORIGIN" if relative == "." else f"$ORIGIN/{relative}"
 
 
+def origin_relative(entry: str) -> str | None:
+    """The path after ``$ORIGIN`` (or ``${ORIGIN}``) in search-path entry ``entry``
+    (``""`` for the directory itself); None for an entry not relative to ``$ORIGIN``."""
+    origin = _ORIGIN.match(entry)
+    return None if origin is None else entry[origin.end() :].lstrip("/")
+
+
 def drop_reason(entry: str, from_dir: str | None) -> str | None:
     """Why search path ``entry`` of an ELF installed in ``from_dir`` must go (None: keep).
 
@@ -172,8 +179,8 @@ def drop_reason(entry: str, from_dir: str | None) -> str | None:
     and the ``nvidia-*`` wheels it requires are installed; ``from_dir`` None (installed
     outside site-packages) keeps every ``$ORIGIN`` entry, as nothing tells where it leads.
     """
-    origin = _ORIGIN.match(entry)
-    if origin is None:
+    rest = origin_relative(entry)
+    if rest is None:
         normal = posixpath.normpath(entry)
         if any(normal == temp or normal.startswith(f"{temp}/") for temp in _TEMP_DIRS):
             return "absolute path into a world-writable temporary directory"
@@ -182,7 +189,6 @@ def drop_reason(entry: str, from_dir: str | None) -> str | None:
         return "relative to the working directory at load time"
     if from_dir is None:
         return None
-    rest = entry[origin.end() :].lstrip("/")
     resolved = posixpath.normpath(posixpath.join(from_dir or ".", rest or "."))
     if resolved == ".." or resolved.startswith("../"):
         return "leads out of site-packages"

@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from wheelforge.render import human_size
-from wheelforge.repair import classify, install_dir, runtime_wheel
+from wheelforge.repair import classify, install_dir, origin_relative, runtime_wheel
 from wheelforge.wheel.archive import Member
 from wheelforge.wheel.elf import DynamicInfo
 from wheelforge.wheel.record import digest_to_record_hash
@@ -248,10 +248,8 @@ def _join(directory: str, name: str) -> str:
 def _origin_dir(entry: str, where: str | None) -> str | None:
     """The site-packages directory an ``$ORIGIN`` search-path entry names (None: an
     absolute or relative path, which points at nothing the wheel installs)."""
-    for origin in ("$ORIGIN", "${ORIGIN}"):
-        if where is not None and (entry == origin or entry.startswith(origin + "/")):
-            return _join(where, entry[len(origin) :].strip("/"))
-    return None
+    rest = origin_relative(entry)
+    return None if where is None or rest is None else _join(where, rest)
 
 
 def _requirement_names(lines: Iterable[str]) -> frozenset[str]:
