@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,35 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_smoke_test_stops_the_test_command(tmp_path: Path) -> None:
+    """A job's smoke test is one of its steps: Ctrl-C stops it too (its command would
+    sleep 600 s) and the job is reported interrupted."""
+    command = _setup(tmp_path, slow=0)
+    marker = tmp_path / "test-started"
+    sleeper = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(600)"
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text(
+        matrix.read_text().replace(
+            'kind = "plain"\n', f'kind = "plain"\ntest-command = ["python", "-c", "{sleeper}"]\n'
+        )
+    )
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300  # a bound on waiting, not an expectation
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), process.communicate()
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert _rows(out) == {"plain": "interrupted", "cpu": "skipped"}
+    left = [
+        cmdline for pid in os.listdir("/proc") if pid.isdigit() and _alive(int(pid))
+        for cmdline in [_cmdline(int(pid))] if str(marker) in cmdline
+    ]  # fmt: skip
+    assert left == []

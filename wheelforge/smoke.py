@@ -26,7 +26,6 @@ natively when this CPU is v4, and is skipped (reported, not passed) otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shlex
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from wheelforge.build.logs import signal_group, step
 from wheelforge.errors import InvalidInput, WheelforgeError
 from wheelforge.matrix import Job, Matrix
 from wheelforge.select.detect import (  # the variables the selector honours
@@ -311,21 +311,17 @@ def wheel_machine(wheel: Path) -> Machine:
 
 
 def _run(argv: list[str], log: IO[str], *, timeout: float | None = None, **kwargs: Any) -> int:
-    """Run with the output in the log. On timeout the whole process group goes (the
-    command's own children too: emulated Pythons, test runners), then it raises."""
+    """Run with the output in the log, as a build step (an interrupted build stops it).
+    On timeout the whole process group goes at once (the command's own children too:
+    emulated Pythons, test runners), then it raises."""
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
-    process = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, **kwargs,
-    )  # fmt: skip
-    try:
-        returncode = process.wait(timeout=timeout)
-    except BaseException:  # a timeout, or the user's Ctrl-C: take the command down with us
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
+    with step(argv, log=log, what=argv[0], stdin=subprocess.DEVNULL, **kwargs) as process:
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            signal_group(process, signal.SIGKILL)  # a hung command gets no grace
+            raise
     log.write(f"[exit code {returncode}]\n")
     log.flush()
     return returncode

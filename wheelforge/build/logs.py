@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from wheelforge.errors import WheelforgeError
 
@@ -175,10 +175,11 @@ def _interrupt() -> None:
         _interrupted.set()
         running = list(_running)
     for process in running:
-        _signal_group(process, signal.SIGTERM)
+        signal_group(process, signal.SIGTERM)
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to a step's whole process group (nothing when it is gone)."""
     with suppress(ProcessLookupError, PermissionError):  # the group is gone already
         os.killpg(process.pid, signum)
 
@@ -186,9 +187,9 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """Terminate a step's process group: SIGTERM, SIGKILL for what outlives the grace
     period; return once the group is gone (or only zombies nobody reaps are left)."""
-    _signal_group(process, signal.SIGTERM)
+    signal_group(process, signal.SIGTERM)
     if not _group_ends(process, _GRACE_SECONDS):
-        _signal_group(process, signal.SIGKILL)
+        signal_group(process, signal.SIGKILL)
         _group_ends(process, 2.0)
     process.wait()
 
@@ -207,19 +208,34 @@ def _group_ends(process: subprocess.Popen[bytes], seconds: float) -> bool:
     return False
 
 
-def _start(
-    command: Sequence[str], env: Mapping[str, str], log: IO[str], cwd: Path | None
-) -> subprocess.Popen[bytes]:
-    # Its own process group (session): an interrupt stops the step and all it started.
+@contextmanager
+def step(
+    command: Sequence[str], *, log: IO[str], what: str, **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running for the block, in its own process group (session), its output
+    in ``log``. An interrupt of the run (:func:`interruptible_steps`) terminates it with
+    all it started, and so does leaving the block by an exception (a timeout, Ctrl-C).
+    Raises :class:`StepInterrupted` when the run was interrupted before the step started,
+    or while it ran and it failed (a step that succeeded anyway stands)."""
     with _running_lock:
         if _interrupted.is_set():
-            raise StepInterrupted(f"{command[0]}: not started, the run was interrupted")
+            raise StepInterrupted(f"{what}: not started, the run was interrupted")
         process = subprocess.Popen(
-            list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd,
-            start_new_session=True,
+            list(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            **popen,
         )  # fmt: skip
         _running.add(process)
-    return process
+    try:
+        yield process
+    finally:
+        with _running_lock:
+            _running.discard(process)
+        if process.poll() is None or _interrupted.is_set():
+            _stop_group(process)
+    if process.returncode != 0 and _interrupted.is_set():
+        log.write("[interrupted]\n")
+        log.flush()
+        raise StepInterrupted(f"{what}: interrupted")
 
 
 def run_logged(
@@ -242,28 +258,18 @@ def run_logged(
     steps = LogSteps(log_path, offset)
     interval = heartbeat_interval()
     next_beat = started + interval
-    process = _start(command, env, log, cwd)
-    returncode = None
-    try:
-        while returncode is None and not _interrupted.is_set():
+    with step(command, log=log, what=what, env=dict(env), cwd=cwd) as process:
+        while process.poll() is None and not _interrupted.is_set():
             try:
-                returncode = process.wait(timeout=min(interval, 0.25))
+                process.wait(timeout=min(interval, 0.25))
             except subprocess.TimeoutExpired:
                 now = time.monotonic()
                 if heartbeat is not None and now >= next_beat:
                     next_beat = now + interval
-                    step = steps.latest()
-                    if step is not None:
-                        heartbeat(f"{what}: {_elapsed(now - started)} | {step}")
-    finally:
-        with _running_lock:
-            _running.discard(process)
-        if returncode is None or _interrupted.is_set():  # interrupted: stop all it started
-            _stop_group(process)
-    if returncode is None or (returncode != 0 and _interrupted.is_set()):
-        log.write("[interrupted]\n")
-        log.flush()
-        raise StepInterrupted(f"{what}: interrupted")
+                    latest = steps.latest()
+                    if latest is not None:
+                        heartbeat(f"{what}: {_elapsed(now - started)} | {latest}")
+    returncode = process.returncode
     log.write(f"[exit code {returncode}]\n")
     log.flush()
     if returncode != 0:
