@@ -43,7 +43,7 @@ from wheelforge.library_path import resolve as resolve_library_path
 from wheelforge.library_path import unpack_libraries, uses_wheel
 from wheelforge.render import human_size
 from wheelforge.repair_failure import diagnose
-from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
+from wheelforge.wheel.elf import DynamicInfo, dynamic_info, dynamic_infos, iter_elf_members
 from wheelforge.wheel.filename import WheelFilename
 from wheelforge.wheel.wheelfile import Wheel
 
@@ -319,18 +319,6 @@ def largest_members(wheel: Path, count: int = 5) -> tuple[tuple[str, int], ...]:
     return tuple(sizes[:count])
 
 
-def _dynamic_infos(wheel: Path, scratch: Path) -> dict[str, DynamicInfo]:
-    """Each loadable ELF member of ``wheel`` and its dynamic entries."""
-    infos: dict[str, DynamicInfo] = {}
-    with Wheel(wheel) as opened:
-        for member, path in iter_elf_members(opened, scratch):
-            try:
-                infos[member] = dynamic_info(path, member=member)
-            except InvalidInput:
-                continue
-    return infos
-
-
 def grafted_libraries(
     wheel: Path, *, original: Path | None = None, linked: Mapping[str, str | None] | None = None
 ) -> dict[str, int]:
@@ -347,8 +335,8 @@ def grafted_libraries(
     names: dict[str, str] = {}
     if original is not None and sizes:
         with tempfile.TemporaryDirectory(prefix=".grafts.", dir=wheel.parent) as scratch:
-            after = _dynamic_infos(wheel, Path(scratch))
-            before = _dynamic_infos(original, Path(scratch))
+            after = dynamic_infos(wheel, Path(scratch))
+            before = dynamic_infos(original, Path(scratch))
         graft_of = {
             info.soname or posixpath.basename(member): member
             for member, info in after.items()

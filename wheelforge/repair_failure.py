@@ -9,8 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelforge.errors import InvalidInput
-from wheelforge.wheel.elf import DynamicInfo, dynamic_info, iter_elf_members
+from wheelforge.wheel.elf import DynamicInfo, dynamic_infos
 from wheelforge.wheel.wheelfile import Wheel
 
 _MISSING = re.compile(r'required library "(?P<library>[^"]+)" could not be located')
@@ -60,18 +59,6 @@ def decisive_line(text: str) -> str:
     return found if len(found) <= _MAX_LINE else found[: _MAX_LINE - 1] + "…"
 
 
-def _infos(wheel: Path) -> dict[str, DynamicInfo]:
-    infos: dict[str, DynamicInfo] = {}
-    with tempfile.TemporaryDirectory(prefix="wheelforge-diagnose-") as scratch:
-        with Wheel(wheel) as opened:
-            for member, path in iter_elf_members(opened, Path(scratch)):
-                try:
-                    infos[member] = dynamic_info(path, member=member)
-                except InvalidInput:
-                    continue
-        return infos
-
-
 def _members_named(wheel: Path, name: str) -> tuple[str, ...]:
     with Wheel(wheel) as opened:
         return tuple(m for m in opened.members if posixpath.basename(m) == name)
@@ -117,7 +104,8 @@ def diagnose(wheel: Path, output: str, log_path: Path) -> RepairFailure:
 
 
 def _missing_library(wheel: Path, cause: str, library: str, log_path: Path) -> RepairFailure:
-    infos = _infos(wheel)
+    with tempfile.TemporaryDirectory(prefix="wheelforge-diagnose-") as scratch:
+        infos = dynamic_infos(wheel, Path(scratch))
     needed_by = tuple(m for m, info in infos.items() if library in info.needed)
     held_at = tuple(m for m in _members_named(wheel, library) if m not in needed_by)
     details: list[str] = []

@@ -66,6 +66,19 @@ def iter_elf_members(
             target.unlink(missing_ok=True)
 
 
+def dynamic_infos(wheel: Path, scratch: Path) -> dict[str, DynamicInfo]:
+    """Each loadable ELF member of the wheel at ``wheel`` and its dynamic entries
+    (members that are not readable ELF files are left out)."""
+    infos: dict[str, DynamicInfo] = {}
+    with Wheel(wheel) as opened:
+        for member, path in iter_elf_members(opened, scratch):
+            try:
+                infos[member] = dynamic_info(path, member=member)
+            except InvalidInput:
+                continue
+    return infos
+
+
 def _open(path: Path, member: str) -> tuple[ELFFile, BinaryIO]:
     stream = path.open("rb")
     try:
