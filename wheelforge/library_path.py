@@ -87,11 +87,14 @@ def unpack_libraries(wheel: Path, dest: Path) -> Path:
     """The ELF members of ``wheel`` under ``dest`` at their paths in the wheel (other
     members are of no use to a library search); returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
+    scratch = dest.with_name(f"{dest.name}.scratch")  # beside: no member's path can meet it
+    scratch.mkdir(exist_ok=True)
     with Wheel(wheel) as opened:
-        for member, path in iter_elf_members(opened, dest):
+        for member, path in iter_elf_members(opened, scratch):
             parts = member.split("/")
             target = dest.joinpath(*parts[:-1])
             inside(dest, *parts, where=f"{wheel.name}: member {member!r}")
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(path, target / parts[-1])
+    scratch.rmdir()
     return dest
